@@ -214,5 +214,8 @@ typedef void (*store_fsck_cb)(void *ctx, const char *problem);
 int store_fsck(struct store *s, store_fsck_cb cb, void *ctx);
 /* Throws the LMDB index away and rebuilds it from the packs and manifests (store not mounted). */
 int store_rebuild_index(const char *path);
+/* The same, reporting each problem (a skipped record, an unreadable manifest, a chunk no pack
+ * holds) through cb; returns the number of problems (0 = clean) or -errno. */
+int store_rebuild_index_report(const char *path, store_fsck_cb cb, void *ctx);
 
 #endif

@@ -5,6 +5,7 @@ pkgs=(
 	meson ninja-build pkg-config gcc
 	libfuse3-dev fuse3 liblmdb-dev lmdb-utils libzstd-dev zstd libxxhash-dev
 	fio attr python3 perl
+	bash-builtins tcl
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cr.h - the checkpoint/restore core: dump one running process into a directory of image files
+ * (image.h), restore it with the same PID, and summarise an image.
+ *
+ * Invariants: a dump that fails leaves its target running as it found it and leaves no
+ * inventory.img behind (restore refuses an image without one); a restore parses and validates
+ * the whole image before it creates any process, and kills a half-restored child.
+ * Errors are -errno with a one-sentence reason in cr_error_last() (error.h).
+ * Thread-safety: ptrace ties a tracee to the calling thread; call from one thread.
+ */
+#ifndef CKPTFS_CR_CR_H
+#define CKPTFS_CR_CR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+struct cr_dump_opts {
+	pid_t pid;
+	const char *dir;
+	bool leave_running; /* detach instead of SIGKILL after a successful dump */
+};
+
+struct cr_dump_stats {
+	uint64_t frozen_ns;     /* from the freeze to the kill/detach */
+	uint64_t bytes_written; /* all image files */
+	uint64_t pages;         /* memory pages saved */
+};
+
+int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats);
+
+struct cr_restore_opts {
+	const char *dir;
+	bool detach;         /* leave the process running and return once it runs */
+	const char *pidfile; /* if set, the restored pid is written there */
+};
+
+/* Without detach, waits for the restored process; *ret_status is its exit code or 128+signal. */
+int cr_restore(const struct cr_restore_opts *opts, int *ret_status);
+
+int cr_show(const char *dir, bool json, FILE *out);
+
+#endif

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dump_priv.h - state shared by the dump modules (dump.c drives; dump_mm.c owns memory,
+ * dump_fds.c owns file descriptors). Each module has a collect step that only inspects the
+ * frozen target (and refuses what it cannot save) and a write step that produces image files.
+ */
+#ifndef CKPTFS_CR_DUMP_PRIV_H
+#define CKPTFS_CR_DUMP_PRIV_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "cr/image.h"
+
+struct dump_ctx {
+	pid_t pid;
+	int pidfd;
+	int memfd;     /* /proc/PID/mem */
+	int dirfd;     /* the image directory */
+	int taskdirfd; /* task-PID/ */
+	int filesdirfd; /* files/ */
+	struct cr_image *img;
+	struct cr_task *t;
+	uint64_t syscall_ip; /* a `syscall` instruction inside the target's [vdso] */
+	struct user_regs_struct regs;
+	uint64_t bytes_written;
+};
+
+int dump_mm_collect(struct dump_ctx *c);
+int dump_mm_write_pages(struct dump_ctx *c);
+int dump_fds_collect(struct dump_ctx *c);
+int dump_fds_write_data(struct dump_ctx *c);
+
+#endif

@@ -1,0 +1,708 @@
+// SPDX-License-Identifier: MIT
+/*
+ * restore.c - rebuilds a process from an image: validates everything, spawns a child with the
+ * old pid (restore_child.c), then turns the child into the dumped process by running system
+ * calls in it through a one-page trampoline: memory layout, vDSO, mm fields, rseq, futex and
+ * tid addresses, signal state, timers, credentials; last the registers and xstate.
+ *
+ * Ordering: all signals stay blocked in the child while it is being rebuilt (pending signals
+ * are queued meanwhile); the dumped mask goes in together with the registers. Credentials
+ * come last because PR_SET_MM_MAP and chroot need the restorer's capabilities.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/prctl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "cr/cr.h"
+#include "cr/error.h"
+#include "cr/ptrace_priv.h"
+#include "cr/restore_priv.h"
+
+#define SCRATCH_OFF 4096 /* trampoline page 0: code; the rest: arguments */
+
+struct restore_ctx {
+	const char *dir;
+	struct cr_task *t;
+	pid_t pid;
+	int memfd;
+	uint64_t tramp;
+	uint64_t tramp_len;
+	struct user_regs_struct base;
+};
+
+/* ---- checks before anything is created ---- */
+
+static int check_files(const struct cr_task *t)
+{
+	for (uint32_t i = 0; i < t->nr_vmas; i++) {
+		const struct cr_vma *v = &t->vmas[i];
+		struct stat st;
+		if (v->kind != CR_VMA_FILE)
+			continue;
+		if (i > 0 && t->vmas[i - 1].kind == CR_VMA_FILE && t->vmas[i - 1].ino == v->ino &&
+		    t->vmas[i - 1].path && !strcmp(t->vmas[i - 1].path, v->path))
+			continue;
+		if (stat(v->path, &st) < 0) {
+			cr_error("mapped file '%s' is missing: %s", v->path, strerror(errno));
+			return -ENOENT;
+		}
+		uint64_t mt = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL +
+			      (uint64_t)st.st_mtim.tv_nsec;
+		if (st.st_ino != v->ino || st.st_dev != v->dev || (uint64_t)st.st_size != v->size ||
+		    mt != v->mtime_ns) {
+			cr_error("mapped file '%s' changed since the dump (inode, size or mtime "
+				 "differ)",
+				 v->path);
+			return -ESTALE;
+		}
+	}
+	return 0;
+}
+
+/* The image's [vvar][vvar_vclock][vdso] must be this kernel's, laid out as ARCH_MAP_VDSO_64
+ * recreates them. */
+static int check_vdso(const struct cr_task *t, uint64_t *ret_base)
+{
+	uint64_t my_start[7] = { 0 }, my_len[7] = { 0 }, my_hash = 0;
+	char line[512];
+
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s, e;
+		int k = 0;
+		if (sscanf(line, "%llx-%llx", &s, &e) != 2)
+			continue;
+		if (strstr(line, "[vvar]"))
+			k = CR_VMA_VVAR;
+		else if (strstr(line, "[vvar_vclock]"))
+			k = CR_VMA_VVAR_VCLOCK;
+		else if (strstr(line, "[vdso]"))
+			k = CR_VMA_VDSO;
+		if (k) {
+			my_start[k] = s;
+			my_len[k] = e - s;
+			if (k == CR_VMA_VDSO)
+				my_hash = cr_hash_bytes((void *)(uintptr_t)s, e - s);
+		}
+	}
+	fclose(f);
+
+	uint64_t base = 0, my_base = 0;
+	for (int k = CR_VMA_VVAR; k <= CR_VMA_VDSO; k++)
+		if (my_len[k] && (!my_base || my_start[k] < my_base))
+			my_base = my_start[k];
+	for (uint32_t i = 0; i < t->nr_vmas; i++)
+		if (t->vmas[i].kind >= CR_VMA_VVAR && !base)
+			base = t->vmas[i].start;
+	if (!base) {
+		*ret_base = 0;
+		return 0;
+	}
+	int seen = 0;
+	for (uint32_t i = 0; i < t->nr_vmas; i++) {
+		const struct cr_vma *v = &t->vmas[i];
+		if (v->kind < CR_VMA_VVAR)
+			continue;
+		seen |= 1 << v->kind;
+		if (v->end - v->start != my_len[v->kind] ||
+		    v->start - base != my_start[v->kind] - my_base ||
+		    (v->kind == CR_VMA_VDSO && v->content_hash != my_hash)) {
+			cr_error("the image's %s differs from this kernel's (restoring onto another "
+				 "kernel's vDSO is not supported)",
+				 cr_vma_kind_name(v->kind));
+			return -EOPNOTSUPP;
+		}
+	}
+	for (int k = CR_VMA_VVAR; k <= CR_VMA_VDSO; k++)
+		if (my_len[k] && !(seen & (1 << k))) {
+			cr_error("the image lacks this kernel's [%s] mapping",
+				 cr_vma_kind_name((uint32_t)k));
+			return -EOPNOTSUPP;
+		}
+	*ret_base = base;
+	return 0;
+}
+
+static bool overlaps_any(uint64_t a, uint64_t len, const struct cr_task *t)
+{
+	char line[512];
+	bool hit = false;
+
+	for (uint32_t i = 0; i < t->nr_vmas; i++)
+		if (a < t->vmas[i].end && t->vmas[i].start < a + len)
+			return true;
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return true;
+	while (!hit && fgets(line, sizeof(line), f)) {
+		unsigned long long s, e;
+		if (sscanf(line, "%llx-%llx", &s, &e) == 2 && a < e && s < a + len)
+			hit = true;
+	}
+	fclose(f);
+	return hit;
+}
+
+static int pick_trampoline(const struct cr_task *t, uint64_t len, uint64_t *ret)
+{
+	for (uint64_t a = 1ULL << 32; a + len < CR_TASK_SIZE; a += 1ULL << 30)
+		if (!overlaps_any(a, len, t)) {
+			*ret = a;
+			return 0;
+		}
+	cr_error("no free address range for the restore trampoline");
+	return -ENOMEM;
+}
+
+/* ---- injected steps ---- */
+
+static int inj(struct restore_ctx *c, const char *what, int64_t *ret_val, long nr, uint64_t a1,
+	       uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6)
+{
+	int64_t rv;
+	int ret = inject_call(c->pid, c->tramp, &c->base, &rv, nr, a1, a2, a3, a4, a5, a6);
+	if (ret < 0)
+		return ret;
+	if (rv < 0 && rv > -4096) {
+		cr_error("restoring pid %d: %s failed: %s", c->pid, what, strerror((int)-rv));
+		return (int)rv;
+	}
+	if (ret_val)
+		*ret_val = rv;
+	return 0;
+}
+
+static int put_scratch(struct restore_ctx *c, uint64_t off, const void *p, size_t len,
+		       uint64_t *ret_addr)
+{
+	if (off + len > c->tramp_len - SCRATCH_OFF)
+		return -E2BIG;
+	int ret = mem_write(c->memfd, c->tramp + SCRATCH_OFF + off, p, len);
+	if (ret < 0)
+		return ret;
+	*ret_addr = c->tramp + SCRATCH_OFF + off;
+	return 0;
+}
+
+static int put_string(struct restore_ctx *c, const char *s, uint64_t *ret_addr)
+{
+	return put_scratch(c, 0, s, strlen(s) + 1, ret_addr);
+}
+
+static int open_in_child(struct restore_ctx *c, const char *path, int flags, int *ret_fd)
+{
+	uint64_t a;
+	int64_t fd;
+	int ret = put_string(c, path, &a);
+	if (ret < 0)
+		return ret;
+	ret = inj(c, path, &fd, SYS_openat, (uint64_t)AT_FDCWD, a, (uint64_t)(flags | O_CLOEXEC),
+		  0, 0, 0);
+	if (ret < 0)
+		return ret;
+	*ret_fd = (int)fd;
+	return 0;
+}
+
+static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
+{
+	struct cr_task *t = c->t;
+	struct cr_rseq_config rs = { 0 };
+	int ret;
+
+	/* glibc of the restorer copy registered its own rseq; it must go before its memory. */
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, c->pid, sizeof(rs), &rs) < 0)
+		return -errno;
+	if (rs.rseq_abi_pointer) {
+		ret = inj(c, "rseq unregister", NULL, SYS_rseq, rs.rseq_abi_pointer,
+			  rs.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rs.signature, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	ret = inj(c, "unmapping the restorer's memory", NULL, SYS_munmap, 0, c->tramp, 0, 0, 0, 0);
+	if (ret < 0)
+		return ret;
+	ret = inj(c, "unmapping the restorer's memory", NULL, SYS_munmap, c->tramp + c->tramp_len,
+		  CR_TASK_SIZE - (c->tramp + c->tramp_len), 0, 0, 0, 0);
+	if (ret < 0)
+		return ret;
+	if (vdso_base) {
+		ret = inj(c, "mapping the vDSO", NULL, SYS_arch_prctl, ARCH_MAP_VDSO_64, vdso_base,
+			  0, 0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+
+	for (uint32_t i = 0; i < t->nr_vmas; i++) {
+		const struct cr_vma *v = &t->vmas[i];
+		uint64_t len = v->end - v->start;
+		uint32_t prot = v->prot;
+		uint64_t flags = MAP_FIXED | ((v->flags & CR_VMA_F_GROWSDOWN) ? MAP_GROWSDOWN : 0);
+		int fd = -1;
+		char what[128];
+
+		snprintf(what, sizeof(what), "mapping %#" PRIx64 "-%#" PRIx64, v->start, v->end);
+		switch (v->kind) {
+		case CR_VMA_ANON:
+			flags |= MAP_PRIVATE | MAP_ANONYMOUS;
+			break;
+		case CR_VMA_SHMEM:
+			/* Filled through /proc/PID/mem, which cannot force a read-only shared page. */
+			flags |= MAP_SHARED | MAP_ANONYMOUS;
+			prot |= PROT_WRITE;
+			break;
+		case CR_VMA_FILE: {
+			bool shared = v->flags & CR_VMA_F_SHARED;
+			ret = open_in_child(c, v->path,
+					    shared && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY,
+					    &fd);
+			if (ret < 0)
+				return ret;
+			flags |= shared ? MAP_SHARED : MAP_PRIVATE;
+			break;
+		}
+		default:
+			continue;
+		}
+		ret = inj(c, what, NULL, SYS_mmap, v->start, len, prot, flags, (uint64_t)(int64_t)fd,
+			  v->kind == CR_VMA_FILE ? v->pgoff : 0);
+		if (fd >= 0) {
+			int r2 = inj(c, "close", NULL, SYS_close, (uint64_t)fd, 0, 0, 0, 0, 0);
+			if (ret == 0)
+				ret = r2;
+		}
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+static int restore_pages(struct restore_ctx *c)
+{
+	struct cr_task *t = c->t;
+	char path[PATH_MAX];
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "%s/task-%u/pages.img", c->dir, t->pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		cr_error("image file '%s': %s", path, strerror(errno));
+		return -errno;
+	}
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	const size_t bufsz = 8u << 20;
+	_cleanup_free_ uint8_t *buf = malloc(bufsz);
+	if (!buf)
+		return -ENOMEM;
+	uint64_t off = 0;
+	for (uint64_t i = 0; i < t->nr_runs; i++) {
+		uint64_t va = t->runs[i].vaddr, left = t->runs[i].nr_pages * CR_PAGE_SIZE;
+		while (left) {
+			size_t n = (size_t)MIN((uint64_t)bufsz, left);
+			ret = pread_full(fd, buf, n, off);
+			if (ret < 0) {
+				cr_error("reading '%s' at offset %" PRIu64 ": %s", path, off,
+					 ret == -EBADMSG ? "truncated" : strerror(-ret));
+				return ret;
+			}
+			ret = mem_write(c->memfd, va, buf, n);
+			if (ret < 0) {
+				cr_error("restoring pid %d: writing memory at %#" PRIx64 ": %s",
+					 c->pid, va, strerror(-ret));
+				return ret;
+			}
+			off += n;
+			va += n;
+			left -= n;
+		}
+	}
+	/* Shared memory was mapped writable to be filled; give it its own protection back. */
+	for (uint32_t i = 0; i < t->nr_vmas; i++) {
+		const struct cr_vma *v = &t->vmas[i];
+		if (v->kind != CR_VMA_SHMEM || (v->prot & PROT_WRITE))
+			continue;
+		ret = inj(c, "mprotect", NULL, SYS_mprotect, v->start, v->end - v->start, v->prot,
+			  0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+static int restore_mm_fields(struct restore_ctx *c)
+{
+	struct cr_task *t = c->t;
+	struct prctl_mm_map m = {
+		.start_code = t->mm.start_code,
+		.end_code = t->mm.end_code,
+		.start_data = t->mm.start_data,
+		.end_data = t->mm.end_data,
+		.start_brk = t->mm.start_brk,
+		.brk = t->mm.brk,
+		.start_stack = t->mm.start_stack,
+		.arg_start = t->mm.arg_start,
+		.arg_end = t->mm.arg_end,
+		.env_start = t->mm.env_start,
+		.env_end = t->mm.env_end,
+		.auxv_size = t->auxv_len,
+		.exe_fd = (uint32_t)-1,
+	};
+	uint64_t auxv_addr = 0, m_addr;
+	int exe_fd = -1, ret;
+
+	if (t->exe) {
+		ret = open_in_child(c, t->exe, O_RDONLY, &exe_fd);
+		if (ret < 0)
+			return ret;
+		m.exe_fd = (uint32_t)exe_fd;
+	}
+	ret = put_scratch(c, 512, t->auxv, t->auxv_len, &auxv_addr);
+	if (ret < 0)
+		return ret;
+	m.auxv = (__u64 *)(uintptr_t)auxv_addr;
+	ret = put_scratch(c, 0, &m, sizeof(m), &m_addr);
+	if (ret < 0)
+		return ret;
+	ret = inj(c, "PR_SET_MM_MAP", NULL, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, m_addr, sizeof(m),
+		  0, 0);
+	if (exe_fd >= 0) {
+		int r2 = inj(c, "close", NULL, SYS_close, (uint64_t)exe_fd, 0, 0, 0, 0, 0);
+		if (ret == 0)
+			ret = r2;
+	}
+	return ret;
+}
+
+static int restore_task_state(struct restore_ctx *c)
+{
+	struct cr_task *t = c->t;
+	uint64_t a;
+	int ret;
+
+	if (t->rseq_addr) {
+		ret = inj(c, "rseq register", NULL, SYS_rseq, t->rseq_addr, t->rseq_len, 0,
+			  t->rseq_sig, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	ret = inj(c, "set_tid_address", NULL, SYS_set_tid_address, t->clear_child_tid, 0, 0, 0, 0,
+		  0);
+	if (ret < 0)
+		return ret;
+	if (t->robust_head) {
+		ret = inj(c, "set_robust_list", NULL, SYS_set_robust_list, t->robust_head,
+			  t->robust_len, 0, 0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	for (int sig = 1; sig <= CR_NSIG; sig++) {
+		const struct cr_sigaction *sa = &t->sigactions[sig - 1];
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		struct cr_ksigaction ka = { sa->handler, sa->flags, sa->restorer, sa->mask };
+		char what[32];
+		snprintf(what, sizeof(what), "rt_sigaction(%d)", sig);
+		ret = put_scratch(c, 0, &ka, sizeof(ka), &a);
+		if (ret == 0)
+			ret = inj(c, what, NULL, SYS_rt_sigaction, (uint64_t)sig, a, 0, 8, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	if (!(t->altstack_flags & SS_DISABLE)) {
+		stack_t ss = { .ss_sp = (void *)(uintptr_t)t->altstack_sp,
+			       .ss_flags = (int)(t->altstack_flags & ~(uint32_t)SS_ONSTACK),
+			       .ss_size = t->altstack_size };
+		ret = put_scratch(c, 0, &ss, sizeof(ss), &a);
+		if (ret == 0)
+			ret = inj(c, "sigaltstack", NULL, SYS_sigaltstack, a, 0, 0, 0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	for (int w = 0; w < 3; w++) {
+		if (!t->itimers[w][2] && !t->itimers[w][3])
+			continue;
+		struct itimerval it = {
+			.it_interval = { (time_t)t->itimers[w][0], (suseconds_t)t->itimers[w][1] },
+			.it_value = { (time_t)t->itimers[w][2], (suseconds_t)t->itimers[w][3] },
+		};
+		ret = put_scratch(c, 0, &it, sizeof(it), &a);
+		if (ret == 0)
+			ret = inj(c, "setitimer", NULL, SYS_setitimer, (uint64_t)w, a, 0, 0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	for (uint32_t i = 0; i < t->nr_siginfos; i++) {
+		const struct cr_siginfo *si = &t->siginfos[i];
+		int signo = (int)le32_get(si->info);
+		ret = put_scratch(c, 0, si->info, sizeof(si->info), &a);
+		if (ret < 0)
+			return ret;
+		if (si->shared)
+			ret = inj(c, "rt_sigqueueinfo", NULL, SYS_rt_sigqueueinfo, (uint64_t)c->pid,
+				  (uint64_t)signo, a, 0, 0, 0);
+		else
+			ret = inj(c, "rt_tgsigqueueinfo", NULL, SYS_rt_tgsigqueueinfo,
+				  (uint64_t)c->pid, (uint64_t)c->pid, (uint64_t)signo, a, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	if (t->root && strcmp(t->root, "/")) {
+		ret = put_string(c, t->root, &a);
+		if (ret == 0)
+			ret = inj(c, "chroot", NULL, SYS_chroot, a, 0, 0, 0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	ret = inj(c, "clearing the parent-death signal", NULL, SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0,
+		  0, 0);
+	if (ret < 0)
+		return ret;
+
+	/* Credentials last: everything above needed the restorer's capabilities. */
+	bool same = t->uids[0] == getuid() && t->uids[1] == geteuid() && t->gids[0] == getgid() &&
+		    t->gids[1] == getegid();
+	if (!same || t->nr_groups) {
+		ret = put_scratch(c, 0, t->groups, (size_t)t->nr_groups * 4, &a);
+		if (ret == 0)
+			ret = inj(c, "setgroups", NULL, SYS_setgroups, t->nr_groups, a, 0, 0, 0, 0);
+		if (ret == 0)
+			ret = inj(c, "setresgid", NULL, SYS_setresgid, t->gids[0], t->gids[1],
+				  t->gids[2], 0, 0, 0);
+		if (ret == 0)
+			ret = inj(c, "setresuid", NULL, SYS_setresuid, t->uids[0], t->uids[1],
+				  t->uids[2], 0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+static void restore_rlimits(struct restore_ctx *c)
+{
+	for (int i = 0; i < CR_NRLIMITS; i++) {
+		struct rlimit rl = { c->t->rlimits[i][0], c->t->rlimits[i][1] };
+		if (prlimit(c->pid, i, &rl, NULL) < 0) {
+			/* Without CAP_SYS_RESOURCE a hard limit cannot be raised: keep ours. */
+			struct rlimit cur;
+			if (prlimit(c->pid, i, NULL, &cur) == 0) {
+				rl.rlim_max = cur.rlim_max;
+				rl.rlim_cur = MIN(rl.rlim_cur, cur.rlim_max);
+				if (prlimit(c->pid, i, &rl, NULL) < 0)
+					log_warn("pid %d: cannot restore rlimit %d: %s", c->pid, i,
+						 strerror(errno));
+			}
+		}
+	}
+}
+
+/* Final step: unmap the trampoline and, at that syscall's exit stop, become the dumped task. */
+static int restore_finish(struct restore_ctx *c)
+{
+	struct cr_task *t = c->t;
+	struct user_regs_struct regs;
+	int ret;
+
+	ret = inj(c, "unmapping the trampoline", NULL, SYS_munmap, c->tramp, c->tramp_len, 0, 0, 0,
+		  0);
+	if (ret < 0)
+		return ret;
+	memcpy(&regs, t->regs, sizeof(regs));
+	if ((int64_t)regs.orig_rax >= 0) {
+		int64_t rax = (int64_t)regs.rax;
+		if (rax == -CR_ERESTARTSYS || rax == -CR_ERESTARTNOINTR ||
+		    rax == -CR_ERESTARTNOHAND) {
+			regs.rax = regs.orig_rax;
+			regs.rip -= 2;
+		} else if (rax == -CR_ERESTART_RESTARTBLOCK) {
+			/* The kernel's restart block died with the old task: report EINTR,
+			 * which callers such as glibc's sleep loops retry. */
+			regs.rax = (uint64_t)-EINTR;
+		}
+	}
+	regs.orig_rax = (uint64_t)-1;
+	struct iovec iov = { t->xstate, t->xstate_len };
+	if (ptrace(PTRACE_SETREGS, c->pid, 0, &regs) < 0 ||
+	    ptrace(PTRACE_SETREGSET, c->pid, NT_X86_XSTATE, &iov) < 0 ||
+	    ptrace(PTRACE_SETSIGMASK, c->pid, sizeof(uint64_t), &t->sigmask) < 0) {
+		ret = -errno;
+		cr_error("restoring pid %d: setting registers: %s", c->pid, strerror(errno));
+		return ret;
+	}
+	restore_rlimits(c);
+	if (ptrace(PTRACE_DETACH, c->pid, 0, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+static int write_pidfile(const char *path, pid_t pid)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d\n", pid);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	return write_full(fd, buf, (size_t)n);
+}
+
+int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
+{
+	struct cr_image *img = NULL;
+	struct child_plan plan = { 0 };
+	struct restore_ctx c = { .dir = opts->dir, .pid = -1, .memfd = -1 };
+	uint64_t vdso_base = 0;
+	int ret, status;
+
+	cr_error_clear();
+	ret = cr_image_load(opts->dir, &img);
+	if (ret == -ENOENT) {
+		cr_error("'%s' holds no complete checkpoint image (no inventory.img)", opts->dir);
+		return ret;
+	}
+	if (ret < 0)
+		return ret;
+	c.t = &img->tasks[0];
+	struct cr_task *t = c.t;
+
+	ret = check_files(t);
+	if (ret < 0)
+		goto out;
+	ret = check_vdso(t, &vdso_base);
+	if (ret < 0)
+		goto out;
+	if (kill((pid_t)t->pid, 0) == 0 || errno != ESRCH) {
+		cr_error("pid %u is in use by another process; cannot restore with the same pid",
+			 t->pid);
+		ret = -EEXIST;
+		goto out;
+	}
+	c.tramp_len = SCRATCH_OFF + 65536 + (((uint64_t)t->nr_groups * 4 + 4095) & ~4095ULL);
+	ret = pick_trampoline(t, c.tramp_len, &c.tramp);
+	if (ret < 0)
+		goto out;
+
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
+	ret = restore_fds_prepare(opts->dir, t, &plan);
+	if (ret < 0)
+		goto out;
+	plan.pid = (pid_t)t->pid;
+	plan.tramp_addr = c.tramp;
+	plan.tramp_len = c.tramp_len;
+	memcpy(plan.comm, t->comm, sizeof(plan.comm));
+	plan.cwd = t->cwd;
+	plan.umask = t->umask;
+	plan.personality = t->personality;
+	plan.setsid = t->sid == t->pid;
+
+	fflush(NULL);
+	pid_t pid = restore_child_spawn(&plan);
+	restore_fds_release(&plan);
+	if (pid < 0) {
+		ret = pid;
+		if (ret == -EEXIST)
+			cr_error("pid %u is in use; cannot restore with the same pid", t->pid);
+		else
+			cr_error("clone3 with pid %u: %s", t->pid, strerror(-ret));
+		goto out;
+	}
+	c.pid = pid;
+	ret = wait_stopped(pid, &status);
+	if (ret < 0) {
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid && WIFEXITED(st) &&
+		    WEXITSTATUS(st) > CHILD_FAIL_BASE)
+			cr_error("restoring pid %d: the child failed %s", pid,
+				 child_step_name(WEXITSTATUS(st) - CHILD_FAIL_BASE));
+		c.pid = -1;
+		goto out;
+	}
+	if (ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL) < 0 ||
+	    ptrace(PTRACE_GETREGS, pid, 0, &c.base) < 0) {
+		ret = -errno;
+		goto out_kill;
+	}
+	uint64_t all = ~0ULL;
+	if (ptrace(PTRACE_SETSIGMASK, pid, sizeof(all), &all) < 0) {
+		ret = -errno;
+		goto out_kill;
+	}
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	c.memfd = open(path, O_RDWR | O_CLOEXEC);
+	if (c.memfd < 0) {
+		ret = -errno;
+		goto out_kill;
+	}
+	ret = restore_layout(&c, vdso_base);
+	if (ret < 0)
+		goto out_kill;
+	ret = restore_pages(&c);
+	if (ret < 0)
+		goto out_kill;
+	ret = restore_mm_fields(&c);
+	if (ret < 0)
+		goto out_kill;
+	ret = restore_task_state(&c);
+	if (ret < 0)
+		goto out_kill;
+	ret = restore_finish(&c);
+	if (ret < 0)
+		goto out_kill;
+	closep(&c.memfd);
+
+	if (opts->pidfile) {
+		ret = write_pidfile(opts->pidfile, pid);
+		if (ret < 0) {
+			cr_error("writing pid file '%s': %s", opts->pidfile, strerror(-ret));
+			goto out_kill;
+		}
+	}
+	if (opts->detach) {
+		*ret_status = 0;
+		ret = 0;
+		goto out;
+	}
+	for (;;) {
+		if (waitpid(pid, &status, 0) < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			goto out;
+		}
+		if (WIFEXITED(status) || WIFSIGNALED(status))
+			break;
+	}
+	*ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	ret = 0;
+	goto out;
+
+out_kill:
+	kill(c.pid, SIGKILL);
+	waitpid(c.pid, &status, 0);
+out:
+	closep(&c.memfd);
+	cr_image_free(img);
+	return ret;
+}

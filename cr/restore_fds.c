@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: MIT
+/*
+ * restore_fds.c - reopens the file descriptors of an image in the restorer, so that the clone3
+ * child only has to move them to their numbers.
+ *
+ * Regular files and devices are reopened by path with their status flags and offset; unlinked
+ * files are recreated as anonymous temporary files filled from files/; a pipe whose both ends
+ * were in the process becomes one new pipe holding the buffered bytes; terminals become the
+ * restorer's terminal. fds 0-2 that were a pipe to the outside inherit the restorer's own fd of
+ * that number (as a shell job would); other half pipes get a new pipe whose other end is
+ * closed (the reader sees the buffered bytes, then end of file).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "cr/error.h"
+#include "cr/restore_priv.h"
+
+#define REOPEN_MASK (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME | O_SYNC | O_DSYNC)
+
+static int copy_data(const char *dir, const char *name, int dst, uint64_t len)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/files/%s", dir, name);
+	_cleanup_close_ int src = open(path, O_RDONLY | O_CLOEXEC);
+	if (src < 0) {
+		cr_error("image file '%s': %s", path, strerror(errno));
+		return -errno;
+	}
+	struct stat st;
+	if (fstat(src, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size != len) {
+		cr_error("image file '%s' holds %lld bytes, the image says %llu", path,
+			 (long long)st.st_size, (unsigned long long)len);
+		return -EBADMSG;
+	}
+	_cleanup_free_ uint8_t *buf = malloc(1u << 20);
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t off = 0; off < len;) {
+		size_t n = (size_t)MIN((uint64_t)(1u << 20), len - off);
+		int ret = pread_full(src, buf, n, off);
+		if (ret == 0)
+			ret = write_full(dst, buf, n);
+		if (ret < 0) {
+			cr_error("copying '%s': %s", path, strerror(ret == -EBADMSG ? EIO : -ret));
+			return ret;
+		}
+		off += n;
+	}
+	return 0;
+}
+
+static int open_tty(const struct cr_fd *f)
+{
+	for (int i = 0; i <= 2; i++) {
+		char name[PATH_MAX];
+		if (!isatty(i) || ttyname_r(i, name, sizeof(name)) != 0)
+			continue;
+		int fd = open(name, (int)(f->flags & REOPEN_MASK) | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0) {
+			cr_error("fd %d: cannot open the restorer's terminal '%s': %s", f->fd, name,
+				 strerror(errno));
+			return -errno;
+		}
+		return fd;
+	}
+	cr_error("fd %d was the terminal '%s', but the restorer has no terminal to give it", f->fd,
+		 f->path ? f->path : "?");
+	return -ENOTTY;
+}
+
+static int open_unlinked(const char *dir, const struct cr_fd *f)
+{
+	char tmpdir[PATH_MAX] = "/tmp";
+
+	if (f->path) {
+		snprintf(tmpdir, sizeof(tmpdir), "%s", f->path);
+		char *slash = strrchr(tmpdir, '/');
+		if (slash && slash != tmpdir)
+			*slash = 0;
+		else
+			snprintf(tmpdir, sizeof(tmpdir), "/");
+	}
+	_cleanup_close_ int tmp = open(tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
+	if (tmp < 0)
+		tmp = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, f->mode & 07777);
+	if (tmp < 0) {
+		cr_error("fd %d: cannot create a file for unlinked '%s': %s", f->fd,
+			 f->path ? f->path : "?", strerror(errno));
+		return -errno;
+	}
+	int ret = copy_data(dir, f->data, tmp, f->data_len);
+	if (ret < 0)
+		return ret;
+	/* Reopen through /proc for the recorded access mode and flags (a new description). */
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", tmp);
+	int fd = open(p, (int)(f->flags & REOPEN_MASK) | O_CLOEXEC);
+	if (fd < 0) {
+		cr_error("fd %d: reopening the recreated unlinked file: %s", f->fd, strerror(errno));
+		return -errno;
+	}
+	return fd;
+}
+
+static int open_pipe(const char *dir, const struct cr_task *t, uint32_t idx, struct child_plan *p)
+{
+	const struct cr_fd *f = &t->fds[idx];
+	int ends[2];
+	int ret;
+
+	/* Already made for the other end? */
+	for (uint32_t j = 0; j < idx; j++) {
+		const struct cr_fd *o = &t->fds[j];
+		if (o->kind == CR_FD_PIPE && o->pipe_id == f->pipe_id && o->dup_of == -1 &&
+		    p->fds[j].tmp >= 0 && (o->flags & O_ACCMODE) != (f->flags & O_ACCMODE)) {
+			int fd = p->fds[j].tmp;
+			p->fds[j].tmp = -1;
+			if (fcntl(fd, F_SETFL, (int)(f->flags & O_NONBLOCK)) < 0)
+				return -errno;
+			return fd;
+		}
+	}
+	bool other_end_here = false;
+	for (uint32_t j = 0; j < t->nr_fds; j++)
+		if (j != idx && t->fds[j].kind == CR_FD_PIPE && t->fds[j].pipe_id == f->pipe_id &&
+		    (t->fds[j].flags & O_ACCMODE) != (f->flags & O_ACCMODE))
+			other_end_here = true;
+	if (!other_end_here && f->fd <= 2) {
+		int fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 3);
+		if (fd >= 0)
+			return fd;
+	}
+	if (pipe2(ends, O_CLOEXEC) < 0)
+		return -errno;
+	if (f->pipe_size && fcntl(ends[1], F_SETPIPE_SZ, (int)f->pipe_size) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	if (f->data) {
+		ret = copy_data(dir, f->data, ends[1], f->data_len);
+		if (ret < 0)
+			goto fail;
+	}
+	bool reader = (f->flags & O_ACCMODE) == O_RDONLY;
+	int mine = reader ? ends[0] : ends[1];
+	int other = reader ? ends[1] : ends[0];
+	if (fcntl(mine, F_SETFL, (int)(f->flags & O_NONBLOCK)) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	/* Park the other end in this fd's tmp slot for the record that needs it. */
+	if (other_end_here)
+		p->fds[idx].tmp = other;
+	else
+		close(other);
+	return mine;
+fail:
+	close(ends[0]);
+	close(ends[1]);
+	return ret;
+}
+
+int restore_fds_prepare(const char *dir, const struct cr_task *t, struct child_plan *p)
+{
+	int ret = 0;
+
+	p->fds = calloc(t->nr_fds ? t->nr_fds : 1, sizeof(*p->fds));
+	if (!p->fds)
+		return -ENOMEM;
+	p->nr_fds = (int)t->nr_fds;
+	for (uint32_t i = 0; i < t->nr_fds; i++) {
+		p->fds[i].src = -1;
+		p->fds[i].tmp = -1;
+	}
+	p->max_fd = 2;
+	for (uint32_t i = 0; i < t->nr_fds; i++) {
+		const struct cr_fd *f = &t->fds[i];
+		int fd = -1;
+
+		p->fds[i].target = f->fd;
+		p->fds[i].cloexec = (int)f->cloexec;
+		if (f->dup_of != -1) {
+			for (uint32_t j = 0; j < i; j++)
+				if (t->fds[j].fd == f->dup_of)
+					fd = fcntl(p->fds[j].src, F_DUPFD_CLOEXEC, 3);
+			if (fd < 0) {
+				ret = -errno;
+				goto fail;
+			}
+		} else {
+			switch (f->kind) {
+			case CR_FD_REG:
+			case CR_FD_DIR:
+			case CR_FD_CHR: {
+				int fl = (int)(f->flags & REOPEN_MASK) | O_CLOEXEC | O_NOCTTY;
+				if (f->kind == CR_FD_DIR)
+					fl = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+				fd = open(f->path, fl);
+				if (fd < 0) {
+					ret = -errno;
+					cr_error("fd %d: cannot reopen %s '%s': %s", f->fd,
+						 cr_fd_kind_name(f->kind), f->path,
+						 strerror(errno));
+					goto fail;
+				}
+				break;
+			}
+			case CR_FD_UNLINKED:
+				fd = open_unlinked(dir, f);
+				break;
+			case CR_FD_PIPE:
+				fd = open_pipe(dir, t, i, p);
+				break;
+			case CR_FD_TTY:
+				fd = open_tty(f);
+				break;
+			default:
+				fd = -EBADMSG;
+			}
+			if (fd < 0) {
+				ret = fd;
+				goto fail;
+			}
+			if ((f->kind == CR_FD_REG || f->kind == CR_FD_UNLINKED) &&
+			    lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
+				ret = -errno;
+				cr_error("fd %d: cannot seek '%s' to %llu: %s", f->fd,
+					 f->path ? f->path : "?", (unsigned long long)f->pos,
+					 strerror(errno));
+				close(fd);
+				goto fail;
+			}
+		}
+		p->fds[i].src = fd;
+		p->max_fd = MAX(p->max_fd, MAX(fd, f->fd));
+	}
+	/* Pipe ends parked for a partner are now all handed out or unused. */
+	for (int i = 0; i < p->nr_fds; i++)
+		closep(&p->fds[i].tmp), p->fds[i].tmp = -1;
+	return 0;
+fail:
+	restore_fds_release(p);
+	return ret;
+}
+
+void restore_fds_release(struct child_plan *p)
+{
+	for (int i = 0; i < p->nr_fds; i++) {
+		closep(&p->fds[i].src);
+		closep(&p->fds[i].tmp);
+		p->fds[i].src = p->fds[i].tmp = -1;
+	}
+	free(p->fds);
+	p->fds = NULL;
+	p->nr_fds = 0;
+}

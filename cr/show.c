@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+/* show.c - human and JSON summaries of a checkpoint image (parsed and validated first). */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cr/cr.h"
+#include "cr/error.h"
+#include "cr/image.h"
+
+static void json_str(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(out, "\\u%04x", *p);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static const char *prot_str(uint32_t prot, uint32_t flags, char buf[5])
+{
+	buf[0] = prot & 1 ? 'r' : '-';
+	buf[1] = prot & 2 ? 'w' : '-';
+	buf[2] = prot & 4 ? 'x' : '-';
+	buf[3] = flags & CR_VMA_F_SHARED ? 's' : 'p';
+	buf[4] = 0;
+	return buf;
+}
+
+static uint64_t vma_saved_pages(const struct cr_task *t, const struct cr_vma *v)
+{
+	uint64_t n = 0;
+	for (uint64_t i = 0; i < t->nr_runs; i++)
+		if (t->runs[i].vaddr >= v->start && t->runs[i].vaddr < v->end)
+			n += t->runs[i].nr_pages;
+	return n;
+}
+
+static void show_human(const struct cr_image *img, FILE *out)
+{
+	fprintf(out, "image format version %u, %u task(s), root pid %u\n", img->version,
+		img->nr_tasks, img->root_pid);
+	for (uint32_t k = 0; k < img->nr_tasks; k++) {
+		const struct cr_task *t = &img->tasks[k];
+		char pb[5];
+		fprintf(out, "\ntask %u (%s): ppid %u pgid %u sid %u uid %u gid %u umask %03o\n",
+			t->pid, t->comm, t->ppid, t->pgid, t->sid, t->uids[0], t->gids[0],
+			t->umask);
+		fprintf(out, "  exe  %s\n  cwd  %s\n  root %s\n", t->exe ? t->exe : "(none)",
+			t->cwd ? t->cwd : "?", t->root ? t->root : "/");
+		fprintf(out, "  rip %#" PRIx64 " rsp %#" PRIx64 " syscall %" PRId64 "  xstate %u bytes\n",
+			t->regs[16], t->regs[19], (int64_t)t->regs[15], t->xstate_len);
+		fprintf(out, "  blocked signals %#" PRIx64 ", %u pending, rseq %#" PRIx64 "\n",
+			t->sigmask, t->nr_siginfos, t->rseq_addr);
+		fprintf(out, "  memory: %u mappings, %" PRIu64 " pages saved (%" PRIu64 " KiB)\n",
+			t->nr_vmas, t->pages_total, t->pages_total * 4);
+		for (uint32_t i = 0; i < t->nr_vmas; i++) {
+			const struct cr_vma *v = &t->vmas[i];
+			fprintf(out, "    %012" PRIx64 "-%012" PRIx64 " %s %-11s %8" PRIu64 " pages %s\n",
+				v->start, v->end, prot_str(v->prot, v->flags, pb),
+				cr_vma_kind_name(v->kind), vma_saved_pages(t, v),
+				v->path ? v->path : "");
+		}
+		fprintf(out, "  files: %u\n", t->nr_fds);
+		for (uint32_t i = 0; i < t->nr_fds; i++) {
+			const struct cr_fd *f = &t->fds[i];
+			fprintf(out, "    %4d %-13s flags %#o pos %" PRIu64 "%s", f->fd,
+				cr_fd_kind_name(f->kind), f->flags, f->pos,
+				f->cloexec ? " cloexec" : "");
+			if (f->kind == CR_FD_PIPE)
+				fprintf(out, " pipe %" PRIu64 " buffered %" PRIu64, f->pipe_id,
+					f->data_len);
+			if (f->dup_of >= 0)
+				fprintf(out, " (same file as fd %d)", f->dup_of);
+			fprintf(out, " %s\n", f->path ? f->path : "");
+		}
+	}
+}
+
+static void show_json(const struct cr_image *img, FILE *out)
+{
+	fprintf(out, "{\"version\":%u,\"root_pid\":%u,\"tasks\":[", img->version, img->root_pid);
+	for (uint32_t k = 0; k < img->nr_tasks; k++) {
+		const struct cr_task *t = &img->tasks[k];
+		char pb[5];
+		fprintf(out, "%s{\"pid\":%u,\"ppid\":%u,\"pgid\":%u,\"sid\":%u,\"comm\":", k ? "," : "",
+			t->pid, t->ppid, t->pgid, t->sid);
+		json_str(out, t->comm);
+		fprintf(out, ",\"exe\":");
+		json_str(out, t->exe);
+		fprintf(out, ",\"cwd\":");
+		json_str(out, t->cwd);
+		fprintf(out, ",\"uid\":%u,\"gid\":%u,\"umask\":%u,\"sigmask\":%" PRIu64
+			     ",\"pending_signals\":%u,\"xstate_bytes\":%u,\"pages\":%" PRIu64
+			     ",\"rip\":%" PRIu64 ",\"vmas\":[",
+			t->uids[0], t->gids[0], t->umask, t->sigmask, t->nr_siginfos, t->xstate_len,
+			t->pages_total, t->regs[16]);
+		for (uint32_t i = 0; i < t->nr_vmas; i++) {
+			const struct cr_vma *v = &t->vmas[i];
+			fprintf(out,
+				"%s{\"start\":%" PRIu64 ",\"end\":%" PRIu64
+				",\"prot\":\"%s\",\"kind\":\"%s\",\"pages\":%" PRIu64 ",\"path\":",
+				i ? "," : "", v->start, v->end, prot_str(v->prot, v->flags, pb),
+				cr_vma_kind_name(v->kind), vma_saved_pages(t, v));
+			json_str(out, v->path);
+			fputc('}', out);
+		}
+		fprintf(out, "],\"fds\":[");
+		for (uint32_t i = 0; i < t->nr_fds; i++) {
+			const struct cr_fd *f = &t->fds[i];
+			fprintf(out,
+				"%s{\"fd\":%d,\"kind\":\"%s\",\"flags\":%u,\"cloexec\":%s,\"pos\":%" PRIu64
+				",\"dup_of\":%d,\"buffered\":%" PRIu64 ",\"path\":",
+				i ? "," : "", f->fd, cr_fd_kind_name(f->kind), f->flags,
+				f->cloexec ? "true" : "false", f->pos, f->dup_of,
+				f->kind == CR_FD_PIPE ? f->data_len : 0);
+			json_str(out, f->path);
+			fputc('}', out);
+		}
+		fprintf(out, "]}");
+	}
+	fprintf(out, "]}\n");
+}
+
+int cr_show(const char *dir, bool json, FILE *out)
+{
+	struct cr_image *img = NULL;
+
+	cr_error_clear();
+	int ret = cr_image_load(dir, &img);
+	if (ret == -ENOENT) {
+		cr_error("'%s' holds no complete checkpoint image (no inventory.img)", dir);
+		return ret;
+	}
+	if (ret < 0)
+		return ret;
+	if (json)
+		show_json(img, out);
+	else
+		show_human(img, out);
+	cr_image_free(img);
+	return 0;
+}

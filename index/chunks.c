@@ -1,0 +1,449 @@
+// SPDX-License-Identifier: MIT
+/*
+ * chunks.c - chunk references in the index (refcounts, file maps, inode destruction) and the
+ * verified read of one chunk from its pack (with the retry when gc moved it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "index/pack.h"
+#include "index/store_priv.h"
+
+int chunk_lookup(struct idx_txn *txn, const struct chunk_id *id, struct chunk_loc *loc)
+{
+	const void *v;
+	size_t vlen;
+	char hex[CHUNK_ID_HEX_LEN];
+	int r = idx_get(txn, IDX_CHUNKS, id->b, STORE_CHUNK_ID_LEN, &v, &vlen);
+
+	if (r < 0)
+		return r;
+	if (vlen != CHUNK_VAL_LEN)
+		return store_error(-EBADMSG, "chunk %s: index record has %zu bytes",
+				   chunk_id_to_hex(id->b, hex), vlen);
+	chunk_val_decode(v, loc);
+	return 0;
+}
+
+static int chunk_add_refs(struct idx_txn *txn, const struct chunk_id *id, int delta,
+			  uint32_t *ret_len)
+{
+	struct chunk_loc loc;
+	uint8_t v[CHUNK_VAL_LEN];
+	char hex[CHUNK_ID_HEX_LEN];
+	int r = chunk_lookup(txn, id, &loc);
+
+	if (r < 0)
+		return r;
+	if (delta < 0 && loc.refs == 0)
+		return store_error(-EUCLEAN, "chunk %s: reference count would drop below zero",
+				   chunk_id_to_hex(id->b, hex));
+	loc.refs += (uint64_t)(int64_t)delta;
+	chunk_val_encode(v, &loc);
+	r = idx_put(txn, IDX_CHUNKS, id->b, STORE_CHUNK_ID_LEN, v, sizeof(v), 0);
+	if (r < 0)
+		return r;
+	if (ret_len)
+		*ret_len = rec_bytes(loc.desc);
+	return 0;
+}
+
+int chunk_ref(struct idx_txn *txn, const struct chunk_id *id, uint32_t *ret_len)
+{
+	return chunk_add_refs(txn, id, 1, ret_len);
+}
+
+int chunk_unref(struct idx_txn *txn, const struct chunk_id *id, uint32_t *ret_len)
+{
+	return chunk_add_refs(txn, id, -1, ret_len);
+}
+
+int fmap_drop_from(struct idx_txn *txn, uint64_t ino, uint64_t first, uint64_t *ret_freed)
+{
+	struct idx_cursor *c = NULL;
+	uint8_t k[FMAP_KEY_LEN];
+	const void *key, *val;
+	size_t klen, vlen;
+	uint64_t freed = 0;
+	struct {
+		uint64_t block;
+		uint32_t nslots;
+		uint8_t ids[FMAP_SLOTS * STORE_CHUNK_ID_LEN];
+	} *blk = NULL;
+	int r;
+
+	blk = malloc(sizeof(*blk));
+	if (!blk)
+		return -ENOMEM;
+	fmap_key(k, ino, first / FMAP_SLOTS);
+	/* Cursor walk with in-place changes: every block from the one holding 'first' on. */
+	for (;;) {
+		uint64_t keep;
+
+		r = idx_cursor_open(txn, IDX_FMAP, &c);
+		if (r < 0)
+			break;
+		r = idx_cursor_seek(c, k, sizeof(k), &key, &klen, &val, &vlen);
+		if (r < 0 || klen != FMAP_KEY_LEN || be64_get(key) != ino) {
+			if (r == -ENOENT || r >= 0)
+				r = 0;
+			break;
+		}
+		if (vlen % STORE_CHUNK_ID_LEN || vlen > sizeof(blk->ids)) {
+			r = store_error(-EBADMSG, "inode %llu: file map record of %zu bytes",
+					(unsigned long long)ino, vlen);
+			break;
+		}
+		blk->block = be64_get((const uint8_t *)key + 8);
+		blk->nslots = (uint32_t)(vlen / STORE_CHUNK_ID_LEN);
+		memcpy(blk->ids, val, vlen);
+		idx_cursor_close(c);
+		c = NULL;
+
+		keep = blk->block * FMAP_SLOTS >= first ? 0 : first - blk->block * FMAP_SLOTS;
+		for (uint32_t i = (uint32_t)keep; i < blk->nslots; i++) {
+			struct chunk_id id;
+			uint32_t len;
+
+			memcpy(id.b, blk->ids + i * STORE_CHUNK_ID_LEN, STORE_CHUNK_ID_LEN);
+			if (chunk_id_is_null(&id))
+				continue;
+			r = chunk_unref(txn, &id, &len);
+			if (r < 0)
+				goto out;
+			freed += len;
+		}
+		fmap_key(k, ino, blk->block);
+		if (keep == 0)
+			r = idx_del(txn, IDX_FMAP, k, sizeof(k));
+		else if (keep < blk->nslots)
+			r = idx_put(txn, IDX_FMAP, k, sizeof(k), blk->ids,
+				    keep * STORE_CHUNK_ID_LEN, 0);
+		if (r < 0)
+			goto out;
+		fmap_key(k, ino, blk->block + 1);
+	}
+out:
+	idx_cursor_close(c);
+	free(blk);
+	if (r >= 0 && ret_freed)
+		*ret_freed = freed;
+	return r;
+}
+
+static int del_prefix(struct idx_txn *txn, enum idx_dbi dbi, uint64_t ino)
+{
+	struct idx_cursor *c = NULL;
+	uint8_t k[8];
+	const void *key;
+	size_t klen;
+	int r;
+
+	r = idx_cursor_open(txn, dbi, &c);
+	if (r < 0)
+		return r;
+	ino_key(k, ino);
+	r = idx_cursor_seek(c, k, sizeof(k), &key, &klen, NULL, NULL);
+	while (r >= 0 && klen >= 8 && memcmp(key, k, 8) == 0) {
+		r = idx_cursor_del(c);
+		if (r < 0)
+			break;
+		r = idx_cursor_next(c, &key, &klen, NULL, NULL);
+	}
+	idx_cursor_close(c);
+	return r == -ENOENT ? 0 : (r < 0 ? r : 0);
+}
+
+int ino_destroy(struct idx_txn *txn, uint64_t ino)
+{
+	uint8_t k[8];
+	int r;
+
+	r = fmap_drop_from(txn, ino, 0, NULL);
+	if (r < 0)
+		return r;
+	r = del_prefix(txn, IDX_XATTRS, ino);
+	if (r < 0)
+		return r;
+	ino_key(k, ino);
+	r = idx_del(txn, IDX_ORPHANS, k, sizeof(k));
+	if (r < 0 && r != -ENOENT)
+		return r;
+	r = idx_del(txn, IDX_INODES, k, sizeof(k));
+	return r == -ENOENT ? 0 : r;
+}
+
+/* --- pack files --------------------------------------------------------------------------- */
+
+/* Returns a read fd for pack number with s->fds_lock held for reading (caller unlocks). */
+static int pack_fd_get(struct store *s, uint32_t number, int *ret_fd)
+{
+	int fd, r;
+
+	pthread_rwlock_rdlock(&s->fds_lock);
+	if (number < s->npack_fds && s->pack_fds[number] >= 0) {
+		*ret_fd = s->pack_fds[number];
+		return 0;
+	}
+	pthread_rwlock_unlock(&s->fds_lock);
+
+	r = pack_open_read(s->dirfd, number, &fd);
+	if (r < 0)
+		return r;
+	pthread_rwlock_wrlock(&s->fds_lock);
+	if (number >= s->npack_fds) {
+		uint32_t n = MAX(number + 1, s->npack_fds * 2);
+		int *nf = realloc(s->pack_fds, n * sizeof(*nf));
+
+		if (!nf) {
+			pthread_rwlock_unlock(&s->fds_lock);
+			close(fd);
+			return -ENOMEM;
+		}
+		for (uint32_t i = s->npack_fds; i < n; i++)
+			nf[i] = -1;
+		s->pack_fds = nf;
+		s->npack_fds = n;
+	}
+	if (s->pack_fds[number] >= 0)
+		close(fd); /* another thread won the race */
+	else
+		s->pack_fds[number] = fd;
+	pthread_rwlock_unlock(&s->fds_lock);
+	return pack_fd_get(s, number, ret_fd);
+}
+
+/* Forget a cached fd: gc may have replaced or removed the pack. */
+static void pack_fd_drop(struct store *s, uint32_t number)
+{
+	pthread_rwlock_wrlock(&s->fds_lock);
+	if (number < s->npack_fds && s->pack_fds[number] >= 0) {
+		close(s->pack_fds[number]);
+		s->pack_fds[number] = -1;
+	}
+	pthread_rwlock_unlock(&s->fds_lock);
+}
+
+static int read_at_loc(struct store *s, const struct chunk_loc *loc, const struct chunk_id *id,
+		       void *page)
+{
+	int fd, r;
+
+	r = pack_fd_get(s, loc->pack, &fd);
+	if (r < 0)
+		return r;
+	r = pack_read_chunk(fd, loc->pack, loc->off, loc->desc, id, s->secret, page);
+	pthread_rwlock_unlock(&s->fds_lock);
+	return r;
+}
+
+/* Reads chunk id whose location txn gave as loc; on failure looks the location up again once
+ * (gc may have moved it between our lookup and the read). */
+static int read_chunk_verified(struct store *s, const struct chunk_loc *loc,
+			       const struct chunk_id *id, uint64_t ino, void *page)
+{
+	struct idx_txn *txn = NULL;
+	struct chunk_loc again;
+	char hex[CHUNK_ID_HEX_LEN], path[64];
+	int r;
+
+	r = read_at_loc(s, loc, id, page);
+	if (r >= 0)
+		return 0;
+	if (r != -ENOENT && r != -EBADMSG)
+		return r;
+	pack_fd_drop(s, loc->pack);
+	r = idx_txn_begin(s->db, false, &txn);
+	if (r < 0)
+		return r;
+	r = chunk_lookup(txn, id, &again);
+	idx_txn_abort(txn);
+	if (r >= 0)
+		r = read_at_loc(s, &again, id, page);
+	if (r >= 0)
+		return 0;
+	pack_path(loc->pack, path, sizeof(path));
+	if (r == -ENOENT || r == -EBADMSG) {
+		char detail[512];
+
+		snprintf(detail, sizeof(detail), "%s", store_last_error());
+		return store_error(-EIO, "inode %llu: chunk %s (pack '%s' offset %llu) unreadable: %s",
+				   (unsigned long long)ino, chunk_id_to_hex(id->b, hex), path,
+				   (unsigned long long)loc->off, detail);
+	}
+	return r;
+}
+
+int store_read_chunk(struct store *s, const struct chunk_id *id, uint64_t ino, void *page)
+{
+	struct idx_txn *txn = NULL;
+	struct chunk_loc loc;
+	char hex[CHUNK_ID_HEX_LEN];
+	int r;
+
+	r = idx_txn_begin(s->db, false, &txn);
+	if (r < 0)
+		return r;
+	r = chunk_lookup(txn, id, &loc);
+	idx_txn_abort(txn);
+	if (r == -ENOENT)
+		return store_error(-EIO, "inode %llu: chunk %s is not in the index",
+				   (unsigned long long)ino, chunk_id_to_hex(id->b, hex));
+	if (r < 0)
+		return r;
+	return read_chunk_verified(s, &loc, id, ino, page);
+}
+
+/* The id at chunk index idx of ino in the index (null id for a hole). */
+static int fmap_get_slot(struct idx_txn *txn, uint64_t ino, uint64_t idx, struct chunk_id *ret)
+{
+	uint8_t k[FMAP_KEY_LEN];
+	const void *v;
+	size_t vlen;
+	uint64_t slot = idx % FMAP_SLOTS;
+	int r;
+
+	fmap_key(k, ino, idx / FMAP_SLOTS);
+	r = idx_get(txn, IDX_FMAP, k, sizeof(k), &v, &vlen);
+	memset(ret->b, 0, sizeof(ret->b));
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	if ((slot + 1) * STORE_CHUNK_ID_LEN <= vlen)
+		memcpy(ret->b, (const uint8_t *)v + slot * STORE_CHUNK_ID_LEN, STORE_CHUNK_ID_LEN);
+	return 0;
+}
+
+int store_read_clean_chunk(struct store *s, struct idx_txn *txn, uint64_t ino, uint64_t idx,
+			   void *page)
+{
+	struct chunk_id id;
+	struct chunk_loc loc;
+	char hex[CHUNK_ID_HEX_LEN];
+	int r;
+
+	r = fmap_get_slot(txn, ino, idx, &id);
+	if (r < 0)
+		return r;
+	if (chunk_id_is_null(&id)) {
+		memset(page, 0, STORE_CHUNK_SIZE);
+		return 0;
+	}
+	r = chunk_lookup(txn, &id, &loc);
+	if (r == -ENOENT)
+		return store_error(-EIO, "inode %llu: chunk %s is not in the index",
+				   (unsigned long long)ino, chunk_id_to_hex(id.b, hex));
+	if (r < 0)
+		return r;
+	return read_chunk_verified(s, &loc, &id, ino, page);
+}
+
+
+/* Largest span one pread covers when consecutive records are read together. */
+#define READ_SPAN (512u << 10)
+
+int store_read_chunks(struct store *s, struct idx_txn *txn, uint64_t ino, struct chunk_req *reqs,
+		      size_t n)
+{
+	_cleanup_free_ struct chunk_loc *locs = NULL;
+	_cleanup_free_ struct chunk_id *ids = NULL;
+	_cleanup_free_ uint8_t *span = NULL;
+	uint64_t cur_block = UINT64_MAX;
+	const uint8_t *fmap = NULL;
+	size_t fmap_len = 0;
+	char hex[CHUNK_ID_HEX_LEN];
+	int r;
+
+	locs = malloc(MAX(n, 1) * sizeof(*locs));
+	ids = malloc(MAX(n, 1) * sizeof(*ids));
+	if (!locs || !ids)
+		return -ENOMEM;
+	/* One file-map lookup per block, one chunk lookup per chunk. */
+	for (size_t i = 0; i < n; i++) {
+		uint64_t block = reqs[i].idx / FMAP_SLOTS, slot = reqs[i].idx % FMAP_SLOTS;
+
+		if (block != cur_block) {
+			uint8_t k[FMAP_KEY_LEN];
+			const void *v;
+
+			fmap_key(k, ino, block);
+			r = idx_get(txn, IDX_FMAP, k, sizeof(k), &v, &fmap_len);
+			if (r == -ENOENT) {
+				fmap = NULL;
+				fmap_len = 0;
+			} else if (r < 0) {
+				return r;
+			} else {
+				fmap = v;
+			}
+			cur_block = block;
+		}
+		memset(ids[i].b, 0, STORE_CHUNK_ID_LEN);
+		if (fmap && (slot + 1) * STORE_CHUNK_ID_LEN <= fmap_len)
+			memcpy(ids[i].b, fmap + slot * STORE_CHUNK_ID_LEN, STORE_CHUNK_ID_LEN);
+		if (chunk_id_is_null(&ids[i])) {
+			memset(reqs[i].dst, 0, STORE_CHUNK_SIZE);
+			locs[i].desc = 0;
+			continue;
+		}
+		r = chunk_lookup(txn, &ids[i], &locs[i]);
+		if (r == -ENOENT)
+			return store_error(-EIO, "inode %llu: chunk %s is not in the index",
+					   (unsigned long long)ino, chunk_id_to_hex(ids[i].b, hex));
+		if (r < 0)
+			return r;
+	}
+	/* Records written together sit back to back in a pack: read such runs in one pread. */
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		uint64_t end;
+		int fd;
+
+		if (!locs[i].desc) {
+			i++;
+			continue;
+		}
+		end = locs[i].off + rec_bytes(locs[i].desc);
+		while (j < n && locs[j].desc && locs[j].pack == locs[i].pack &&
+		       locs[j].off == end && end + rec_bytes(locs[j].desc) - locs[i].off <= READ_SPAN) {
+			end += rec_bytes(locs[j].desc);
+			j++;
+		}
+		if (j - i == 1) {
+			r = read_chunk_verified(s, &locs[i], &ids[i], ino, reqs[i].dst);
+			if (r < 0)
+				return r;
+			i = j;
+			continue;
+		}
+		if (!span) {
+			span = malloc(READ_SPAN);
+			if (!span)
+				return -ENOMEM;
+		}
+		r = pack_fd_get(s, locs[i].pack, &fd);
+		if (r >= 0) {
+			r = pread_full(fd, span, end - locs[i].off, locs[i].off);
+			pthread_rwlock_unlock(&s->fds_lock);
+		}
+		for (size_t k = i; k < j; k++) {
+			/* Anything odd (short pack, bad record): the careful path decides. */
+			if (r < 0 || pack_check_record(span + (locs[k].off - locs[i].off), locs[k].pack,
+						       locs[k].off, locs[k].desc, &ids[k], s->secret,
+						       reqs[k].dst) < 0) {
+				int q = read_chunk_verified(s, &locs[k], &ids[k], ino, reqs[k].dst);
+				if (q < 0)
+					return q;
+			}
+		}
+		i = j;
+	}
+	return 0;
+}

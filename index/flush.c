@@ -1,0 +1,657 @@
+// SPDX-License-Identifier: MIT
+/*
+ * flush.c - turning buffered pages into stored chunks: hash, dedup against the index, compress
+ * and append new chunks to this process's pack, fdatasync, then ONE index transaction per
+ * inode flush (file map, refcounts, new chunk locations, size/mtime). Also the background
+ * flusher thread that keeps hashing and compression off the writer's path.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/util.h"
+#include "index/pack.h"
+#include "index/store_priv.h"
+
+struct flush_ent {
+	uint64_t idx;
+	struct chunk_id id; /* null: hole */
+	uint8_t *page;
+	uint32_t uniq; /* index into the unique-chunk table (non-holes) */
+};
+
+struct flush_uniq {
+	struct chunk_id id;
+	uint8_t *page;
+	bool known;   /* indexed before this flush */
+	bool written; /* appended to our pack by this flush */
+	struct chunk_loc loc;
+};
+
+static int cmp_ent_idx(const void *a, const void *b)
+{
+	const struct flush_ent *x = a, *y = b;
+
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int cmp_ent_ptr_id(const void *a, const void *b)
+{
+	const struct flush_ent *const *x = a, *const *y = b;
+
+	return memcmp((*x)->id.b, (*y)->id.b, STORE_CHUNK_ID_LEN);
+}
+
+/* Gets this process's pack writer, starting a new pack when there is none or it is full. */
+static int pack_writer_ensure(struct store *s)
+{
+	struct idx_txn *txn = NULL;
+	uint64_t next;
+	int r;
+
+	if (s->pw && pack_writer_size(s->pw) < PACK_ROLL_BYTES)
+		return 0;
+	pack_writer_free(s->pw);
+	s->pw = NULL;
+	r = idx_txn_begin(s->db, true, &txn);
+	if (r < 0)
+		return r;
+	r = meta_get_u64(txn, "next_pack", &next);
+	if (r >= 0 && next > UINT32_MAX)
+		r = store_error(-EOVERFLOW, "pack numbers exhausted");
+	if (r >= 0)
+		r = meta_put_u64(txn, "next_pack", next + 1);
+	if (r < 0) {
+		idx_txn_abort(txn);
+		return r;
+	}
+	r = idx_txn_commit(txn);
+	if (r < 0)
+		return r;
+	return pack_writer_create(s->dirfd, (uint32_t)next, &s->pw);
+}
+
+/* Compresses and appends every unique chunk that still needs a home, then fdatasyncs. */
+static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	size_t todo = 0, len = 0, cap;
+	uint64_t start;
+	int r;
+
+	for (size_t i = 0; i < nu; i++)
+		if (!u[i].known && !u[i].written)
+			todo++;
+	if (todo == 0)
+		return 0;
+	cap = MIN(todo, (size_t)1024) * PACK_MAX_REC_LEN;
+	buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->pack_mu);
+	r = pack_writer_ensure(s);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0, first = 0; i <= nu; i++) {
+		/* Append in batches of up to 1024 records: one pwrite each. */
+		if (i == nu || len + PACK_MAX_REC_LEN > cap) {
+			if (len == 0)
+				goto next;
+			r = pack_writer_append(s->pw, buf, len, &start);
+			if (r < 0)
+				goto out;
+			for (size_t j = first; j < i; j++) {
+				if (u[j].known || u[j].written || !u[j].loc.desc)
+					continue;
+				u[j].loc.pack = pack_writer_number(s->pw);
+				u[j].loc.off += start;
+				u[j].written = true;
+			}
+			len = 0;
+			first = i;
+		next:
+			if (i == nu)
+				break;
+		}
+		if (u[i].known || u[i].written)
+			continue;
+		r = pack_record_encode(&u[i].id, u[i].page, buf + len, &u[i].loc.desc);
+		if (r < 0)
+			goto out;
+		u[i].loc.off = len;
+		len += (size_t)r;
+	}
+	r = pack_writer_sync(s->pw);
+	if (r < 0)
+		goto out;
+	/* The batch may have pushed the pack over the roll size: start a new one next time. */
+	if (pack_writer_size(s->pw) >= PACK_ROLL_BYTES) {
+		pack_writer_free(s->pw);
+		s->pw = NULL;
+	}
+out:
+	pthread_mutex_unlock(&s->pack_mu);
+	return r < 0 ? r : 0;
+}
+
+/* Applies the entries of one file-map block inside txn. */
+static int apply_block(struct idx_txn *txn, uint64_t ino, struct flush_ent *e, size_t n,
+		       struct flush_uniq *u, int64_t *stored_delta, bool *ret_missing)
+{
+	uint8_t ids[FMAP_SLOTS * STORE_CHUNK_ID_LEN];
+	uint8_t k[FMAP_KEY_LEN];
+	const void *v;
+	size_t vlen, used;
+	uint64_t block = e[0].idx / FMAP_SLOTS;
+	int r;
+
+	fmap_key(k, ino, block);
+	memset(ids, 0, sizeof(ids));
+	r = idx_get(txn, IDX_FMAP, k, sizeof(k), &v, &vlen);
+	if (r >= 0) {
+		if (vlen > sizeof(ids) || vlen % STORE_CHUNK_ID_LEN)
+			return store_error(-EBADMSG, "inode %llu: file map record of %zu bytes",
+					   (unsigned long long)ino, vlen);
+		memcpy(ids, v, vlen);
+	} else if (r != -ENOENT) {
+		return r;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *slot = ids + (e[i].idx % FMAP_SLOTS) * STORE_CHUNK_ID_LEN;
+		struct chunk_id old;
+		uint32_t len;
+
+		memcpy(old.b, slot, STORE_CHUNK_ID_LEN);
+		if (chunk_id_equal(&old, &e[i].id))
+			continue;
+		if (!chunk_id_is_null(&e[i].id)) {
+			struct flush_uniq *q = &u[e[i].uniq];
+
+			r = chunk_ref(txn, &e[i].id, &len);
+			if (r == -ENOENT) {
+				if (!q->written) {
+					/* Indexed when we looked, gone now (gc): store it after all. */
+					q->known = false;
+					*ret_missing = true;
+					return 0;
+				}
+				uint8_t cv[CHUNK_VAL_LEN];
+
+				q->loc.refs = 1;
+				chunk_val_encode(cv, &q->loc);
+				r = idx_put(txn, IDX_CHUNKS, q->id.b, STORE_CHUNK_ID_LEN, cv,
+					    sizeof(cv), 0);
+				len = rec_bytes(q->loc.desc);
+			}
+			if (r < 0)
+				return r;
+			*stored_delta += len;
+		}
+		if (!chunk_id_is_null(&old)) {
+			r = chunk_unref(txn, &old, &len);
+			if (r < 0 && r != -ENOENT)
+				return r;
+			if (r >= 0)
+				*stored_delta -= len;
+		}
+		memcpy(slot, e[i].id.b, STORE_CHUNK_ID_LEN);
+	}
+	for (used = FMAP_SLOTS; used > 0; used--) {
+		struct chunk_id t;
+
+		memcpy(t.b, ids + (used - 1) * STORE_CHUNK_ID_LEN, STORE_CHUNK_ID_LEN);
+		if (!chunk_id_is_null(&t))
+			break;
+	}
+	if (used == 0) {
+		r = idx_del(txn, IDX_FMAP, k, sizeof(k));
+		return r == -ENOENT ? 0 : r;
+	}
+	return idx_put(txn, IDX_FMAP, k, sizeof(k), ids, used * STORE_CHUNK_ID_LEN, 0);
+}
+
+/* Stores the stolen dirty state of inode ino: hash, dedup against the index, compress and
+ * append new chunks, fdatasync, then one index transaction. Runs without s->mu. */
+static int flush_work(struct store *s, uint64_t ino, struct u64map *blocks, uint64_t npages,
+		      uint64_t trunc_floor, bool meta, uint64_t size, struct timespec mtime,
+		      bool *ret_gone)
+{
+	_cleanup_free_ struct flush_ent *ents = NULL;
+	_cleanup_free_ struct flush_ent **byid = NULL;
+	_cleanup_free_ struct flush_uniq *u = NULL;
+	struct idx_txn *txn = NULL;
+	size_t n = 0, nu = 0;
+	int r;
+
+	ents = malloc(MAX(npages, 1) * sizeof(*ents));
+	byid = malloc(MAX(npages, 1) * sizeof(*byid));
+	u = malloc(MAX(npages, 1) * sizeof(*u));
+	if (!ents || !byid || !u)
+		return -ENOMEM;
+	for (size_t i = 0; i < blocks->cap; i++) {
+		struct dblock *b = blocks->slots[i].val;
+
+		if (!b)
+			continue;
+		for (unsigned j = 0; j < FMAP_SLOTS; j++) {
+			struct flush_ent *e;
+
+			if (!(b->present & (1ULL << j)))
+				continue;
+			e = &ents[n++];
+			e->idx = blocks->slots[i].key * FMAP_SLOTS + j;
+			e->page = b->pages[j];
+			if (!e->page || chunk_page_is_zero(e->page))
+				memset(e->id.b, 0, sizeof(e->id.b));
+			else
+				chunk_id_compute(s->secret, e->page, &e->id);
+		}
+	}
+	/* Unique non-hole chunks, so each new one is stored once even if repeated. */
+	size_t nb = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!chunk_id_is_null(&ents[i].id))
+			byid[nb++] = &ents[i];
+	qsort(byid, nb, sizeof(*byid), cmp_ent_ptr_id);
+	for (size_t i = 0; i < nb; i++) {
+		if (nu == 0 || !chunk_id_equal(&u[nu - 1].id, &byid[i]->id)) {
+			memset(&u[nu], 0, sizeof(u[nu]));
+			u[nu].id = byid[i]->id;
+			u[nu].page = byid[i]->page;
+			nu++;
+		}
+		byid[i]->uniq = (uint32_t)(nu - 1);
+	}
+	/* Which chunks does the index already have? (A read txn: no writer lock while we
+	 * compress.) */
+	if (nu > 0) {
+		r = idx_txn_begin(s->db, false, &txn);
+		if (r < 0)
+			return r;
+		for (size_t i = 0; i < nu; i++) {
+			struct chunk_loc loc;
+
+			r = chunk_lookup(txn, &u[i].id, &loc);
+			if (r < 0 && r != -ENOENT)
+				break;
+			u[i].known = r >= 0;
+			r = 0;
+		}
+		idx_txn_abort(txn);
+		txn = NULL;
+		if (r < 0)
+			return r;
+	}
+	qsort(ents, n, sizeof(*ents), cmp_ent_idx);
+	/* Store new chunks in file order, so a sequential read walks the pack forwards. */
+	if (nu > 1) {
+		_cleanup_free_ uint32_t *map = malloc(nu * sizeof(*map));
+		_cleanup_free_ struct flush_uniq *ord = malloc(nu * sizeof(*ord));
+		size_t k = 0;
+
+		if (!map || !ord)
+			return -ENOMEM;
+		for (size_t i = 0; i < nu; i++)
+			map[i] = UINT32_MAX;
+		for (size_t i = 0; i < n; i++) {
+			if (chunk_id_is_null(&ents[i].id) || map[ents[i].uniq] != UINT32_MAX)
+				continue;
+			map[ents[i].uniq] = (uint32_t)k;
+			ord[k++] = u[ents[i].uniq];
+		}
+		memcpy(u, ord, nu * sizeof(*u));
+		for (size_t i = 0; i < n; i++)
+			if (!chunk_id_is_null(&ents[i].id))
+				ents[i].uniq = map[ents[i].uniq];
+	}
+
+	for (int attempt = 0;; attempt++) {
+		struct inode in;
+		bool missing = false, sealed;
+		int64_t delta = 0;
+
+		r = write_new_chunks(s, u, nu);
+		if (r < 0)
+			return r;
+		r = idx_txn_begin(s->db, true, &txn);
+		if (r < 0)
+			return r;
+		r = ino_load(txn, ino, &in);
+		if (r == -ENOENT) {
+			/* Removed meanwhile (e.g. its checkpoint was deleted): nothing to keep. */
+			idx_txn_abort(txn);
+			*ret_gone = true;
+			return 0;
+		}
+		if (r < 0)
+			goto fail;
+		inode_done(&in);
+		r = ckpt_is_sealed(txn, in.ckpt_ino, &sealed);
+		if (r < 0)
+			goto fail;
+		if (sealed) {
+			/* Sealed (maybe by another process) while we buffered: refuse. */
+			idx_txn_abort(txn);
+			return store_error(-EROFS, "inode %llu: checkpoint %llu was sealed before its "
+						   "buffered writes were stored",
+					   (unsigned long long)ino, (unsigned long long)in.ckpt_ino);
+		}
+		if (trunc_floor != UINT64_MAX) {
+			uint64_t freed;
+
+			r = fmap_drop_from(txn, ino,
+					   (trunc_floor + STORE_CHUNK_SIZE - 1) / STORE_CHUNK_SIZE,
+					   &freed);
+			if (r < 0)
+				goto fail;
+			delta -= (int64_t)freed;
+		}
+		for (size_t i = 0; i < n && !missing;) {
+			size_t j = i + 1;
+
+			while (j < n && ents[j].idx / FMAP_SLOTS == ents[i].idx / FMAP_SLOTS)
+				j++;
+			r = apply_block(txn, ino, ents + i, j - i, u, &delta, &missing);
+			if (r < 0)
+				goto fail;
+			i = j;
+		}
+		if (missing) {
+			/* gc drops many chunks in one commit: find every vanished one now, not
+			 * one file-map block per attempt. */
+			for (size_t i = 0; i < nu; i++) {
+				struct chunk_loc gone;
+
+				if (u[i].known && !u[i].written &&
+				    chunk_lookup(txn, &u[i].id, &gone) == -ENOENT)
+					u[i].known = false;
+			}
+			idx_txn_abort(txn);
+			txn = NULL;
+			if (attempt >= 3)
+				return store_error(-EAGAIN, "inode %llu: chunks keep vanishing from "
+							    "the index during flush",
+						   (unsigned long long)ino);
+			continue;
+		}
+		if (meta) {
+			in.size = size;
+			in.mtime = in.ctime = mtime;
+		}
+		if (delta < 0 && (uint64_t)-delta > in.stored)
+			in.stored = 0;
+		else
+			in.stored += (uint64_t)delta;
+		r = ino_save(txn, &in);
+		if (r < 0)
+			goto fail;
+		r = idx_txn_commit(txn);
+		txn = NULL;
+		if (r < 0)
+			return r;
+		break;
+	}
+	return 0;
+fail:
+	idx_txn_abort(txn);
+	return r;
+}
+
+
+static void blocks_free(struct store *s, struct u64map *m, bool in_flight)
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		struct dblock *b = m->slots[i].val;
+
+		if (!b)
+			continue;
+		for (unsigned j = 0; j < FMAP_SLOTS; j++) {
+			if (!b->pages[j])
+				continue;
+			free(b->pages[j]);
+			s->dirty_bytes -= STORE_CHUNK_SIZE;
+			if (in_flight)
+				s->flight_bytes -= STORE_CHUNK_SIZE;
+		}
+		free(b);
+	}
+	u64map_clear(m);
+}
+
+/* A failed flush puts its pages back under the newer ones, so nothing written is lost. Pages a
+ * truncate made obsolete meanwhile (past the new trunc_floor) stay dropped. */
+static void blocks_merge_back(struct store *s, struct oinode *oi)
+{
+	for (size_t i = 0; i < oi->fl_blocks.cap; i++) {
+		struct dblock *fb = oi->fl_blocks.slots[i].val, *b;
+		uint64_t key = oi->fl_blocks.slots[i].key;
+
+		if (!fb)
+			continue;
+		b = u64map_get(&oi->blocks, key);
+		if (!b) {
+			b = calloc(1, sizeof(*b));
+			if (b && u64map_put(&oi->blocks, key, b) < 0) {
+				free(b);
+				b = NULL;
+			}
+		}
+		for (unsigned j = 0; j < FMAP_SLOTS; j++) {
+			uint64_t bit = 1ULL << j, idx = key * FMAP_SLOTS + j;
+
+			if (!(fb->present & bit))
+				continue;
+			if (fb->pages[j])
+				s->flight_bytes -= STORE_CHUNK_SIZE;
+			if (b && !(b->present & bit) && idx * STORE_CHUNK_SIZE < oi->trunc_floor) {
+				b->present |= bit;
+				b->pages[j] = fb->pages[j];
+				oi->npages++;
+			} else if (fb->pages[j]) {
+				free(fb->pages[j]);
+				s->dirty_bytes -= STORE_CHUNK_SIZE;
+			}
+		}
+		free(fb);
+	}
+	u64map_clear(&oi->fl_blocks);
+	oi->fl_npages = 0;
+	oi->trunc_floor = MIN(oi->trunc_floor, oi->fl_trunc_floor);
+}
+
+int oinode_flush(struct store *s, struct oinode *oi)
+{
+	uint64_t trunc, size;
+	struct timespec mtime;
+	bool meta, gone = false;
+	int r;
+
+	oi->pins++;
+	while (oi->fl_active)
+		pthread_cond_wait(&s->flushed, &s->mu);
+	oi->pins--;
+	if (oi->discard || (oi->npages == 0 && !oi->meta_dirty && oi->trunc_floor == UINT64_MAX))
+		return 0;
+	if (s->flags & STORE_OPEN_RDONLY)
+		return -EROFS;
+	/* Steal the dirty state; writers go on filling fresh blocks meanwhile. */
+	oi->fl_blocks = oi->blocks;
+	memset(&oi->blocks, 0, sizeof(oi->blocks));
+	oi->fl_npages = oi->npages;
+	oi->npages = 0;
+	oi->fl_trunc_floor = trunc = oi->trunc_floor;
+	oi->trunc_floor = UINT64_MAX;
+	meta = oi->meta_dirty;
+	oi->meta_dirty = false;
+	size = oi->size;
+	mtime = oi->mtime;
+	oi->fl_active = true;
+	for (size_t i = 0; i < oi->fl_blocks.cap; i++) {
+		struct dblock *b = oi->fl_blocks.slots[i].val;
+
+		for (unsigned j = 0; b && j < FMAP_SLOTS; j++)
+			if (b->pages[j])
+				s->flight_bytes += STORE_CHUNK_SIZE;
+	}
+	pthread_mutex_unlock(&s->mu);
+
+	r = flush_work(s, oi->ino, &oi->fl_blocks, oi->fl_npages, trunc, meta, size, mtime, &gone);
+
+	pthread_mutex_lock(&s->mu);
+	if (gone || r == -EROFS) {
+		/* Nowhere to store it: the inode is gone or its checkpoint sealed. */
+		blocks_free(s, &oi->fl_blocks, true);
+		if (gone) {
+			blocks_free(s, &oi->blocks, false);
+			oi->npages = 0;
+			oi->trunc_floor = UINT64_MAX;
+			oi->meta_dirty = false;
+		}
+		if (r == -EROFS)
+			oi->sealed = true;
+	} else if (r < 0) {
+		blocks_merge_back(s, oi);
+		if (meta)
+			oi->meta_dirty = true;
+		oi->flush_err = r;
+	} else {
+		blocks_free(s, &oi->fl_blocks, true);
+		oi->flush_err = 0;
+		/* Its manifest is now stale; the next sync point rewrites it. */
+		(void)u64map_put(&s->touched, oi->ckpt_ino, (void *)1);
+	}
+	oi->fl_npages = 0;
+	oi->fl_trunc_floor = UINT64_MAX;
+	oi->fl_active = false;
+	pthread_cond_broadcast(&s->flushed);
+	return r;
+}
+
+/* Snapshot of the inode numbers with state (the table may change while a flush is unlocked). */
+static uint64_t *inode_list(struct store *s, uint64_t ckpt_ino, size_t *ret_n)
+{
+	uint64_t *list = malloc(MAX(s->inodes.n, 1) * sizeof(*list));
+	size_t n = 0;
+
+	if (!list)
+		return NULL;
+	for (size_t i = 0; i < s->inodes.cap; i++) {
+		struct oinode *oi = s->inodes.slots[i].val;
+
+		if (oi && (!ckpt_ino || oi->ckpt_ino == ckpt_ino))
+			list[n++] = oi->ino;
+	}
+	*ret_n = n;
+	return list;
+}
+
+static int flush_list(struct store *s, uint64_t ckpt_ino)
+{
+	size_t n = 0;
+	uint64_t *list = inode_list(s, ckpt_ino, &n);
+	int r = 0;
+
+	if (!list)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct oinode *oi = u64map_get(&s->inodes, list[i]);
+		int q;
+
+		if (!oi)
+			continue;
+		q = oinode_flush(s, oi);
+		if (q < 0 && r == 0)
+			r = q;
+		oinode_put(s, oi);
+	}
+	free(list);
+	return r;
+}
+
+int store_flush_all_locked(struct store *s)
+{
+	return flush_list(s, 0);
+}
+
+int store_flush_ckpt(struct store *s, uint64_t ckpt_ino)
+{
+	int r;
+
+	pthread_mutex_lock(&s->mu);
+	r = flush_list(s, ckpt_ino);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+/* The inode with the most buffered pages that is not being flushed already. */
+static struct oinode *flusher_pick(struct store *s)
+{
+	struct oinode *best = NULL;
+
+	for (size_t i = 0; i < s->inodes.cap; i++) {
+		struct oinode *oi = s->inodes.slots[i].val;
+
+		if (oi && !oi->fl_active && oi->npages && (!best || oi->npages > best->npages))
+			best = oi;
+	}
+	return best;
+}
+
+static void *flusher_main(void *arg)
+{
+	struct store *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	while (!s->flusher_stop) {
+		struct oinode *oi = NULL;
+		int r;
+
+		/* Start once a quarter of the budget waits, so writers rarely hit the limit. */
+		if (s->dirty_bytes - s->flight_bytes >= s->dirty_budget / 4)
+			oi = flusher_pick(s);
+		if (!oi) {
+			pthread_cond_wait(&s->flusher_wake, &s->mu);
+			continue;
+		}
+		r = oinode_flush(s, oi);
+		s->flusher_err = r < 0 && r != -EROFS ? r : 0;
+		oinode_put(s, oi);
+		if (s->flusher_err) {
+			/* Do not spin on a persistent failure (ENOSPC): writers see the error. */
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&s->flusher_wake, &s->mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+int flusher_start(struct store *s)
+{
+	int r = pthread_create(&s->flusher, NULL, flusher_main, s);
+
+	if (r)
+		return store_error(-r, "start flusher thread: %s", strerror(r));
+	s->flusher_started = true;
+	return 0;
+}
+
+void flusher_stop(struct store *s)
+{
+	if (!s->flusher_started)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->flusher_stop = true;
+	pthread_cond_broadcast(&s->flusher_wake);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->flusher, NULL);
+	s->flusher_started = false;
+}

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# cr_bench.sh - the C/R benchmark of issue 3: one process (cr_memhog) with 1 GiB of touched,
+# realistic memory (text-like, pointer-like, zero and random pages) is dumped by the same C/R
+# core to a tmpfs directory and into a ckptfs mount (whose store is on tmpfs too), in the same
+# run: a first full dump each, then, after 3 % of the pages changed, a second dump each (all
+# with --leave-running but the last). Then it is restored from each (tmpfs, then the mount with
+# the page cache dropped): time from `ckptfs restore --detach` to the restored process
+# answering a signal. Prints a table of times, GB/s, frozen times (as dump reports them) and
+# mount/tmpfs speed ratios next to the goals. A measurement: exits 0 whether goals are met or
+# not, non-zero only if a dump, a restore or the restored process's own memory check failed.
+#
+# usage: tests/bench/cr_bench.sh [--mib N] [--build DIR]     (default 1024 MiB, build dir build/)
+# Needs root (ptrace, FUSE, drop_caches). Builds DIR with meson/ninja if needed.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+mib=1024
+build=$top/build
+while [ $# -gt 0 ]; do
+	case $1 in
+	--mib) mib=$2; shift 2 ;;
+	--build) build=$(readlink -f "$2"); shift 2 ;;
+	-h | --help) sed -n '3,16p' "$0"; exit 0 ;;
+	*) echo "cr_bench: unknown option '$1'" >&2; exit 2 ;;
+	esac
+done
+
+# Run under the subreaper of tests/cr so the detached restored processes come back to us.
+if [ -z "${CR_TMP:-}" ]; then
+	if [ ! -d "$build" ]; then
+		meson setup "$build" >/dev/null || exit 1
+	fi
+	ninja -C "$build" tools/ckptfs tests/cr/cr_memhog tests/cr/cr_reaper >/dev/null || exit 1
+	exec "$build/tests/cr/cr_reaper" "$0" --mib "$mib" --build "$build"
+fi
+export CKPTFS=$build/tools/ckptfs
+source "$top/tests/cr/cr_lib.sh"
+CR_NAME=cr_bench
+memhog=$build/tests/cr/cr_memhog
+
+shm=$(mktemp -d /dev/shm/ckptfs-crbench.XXXXXX) || exit 1
+log=$CR_TMP/memhog.log
+: >"$log"
+CR_EXIT_HOOK='rm -rf "$shm"'
+trap 'cr_rc=$?; [ "$cr_rc" -ne 0 ] && { echo "--- memhog log:"; tail -5 "$log"; } >&2; cr_cleanup $cr_rc' EXIT
+
+now() { date +%s.%N; }
+declare -A T FROZEN BYTES
+
+# bench_dump KEY DIR [--leave-running]: time one dump, keep its frozen time and size.
+bench_dump() {
+	local key=$1 dir=$2 t0 t1 line
+	shift 2
+	sync
+	t0=$(now)
+	"$CKPTFS" dump --pid "$pid" "$@" "$dir" 2>"$CR_TMP/dump.err" || {
+		cat "$CR_TMP/dump.err"
+		cr_fail "dump $key failed"
+	}
+	t1=$(now)
+	line=$(cat "$CR_TMP/dump.err")
+	T[$key]=$(echo "$t1 - $t0" | bc -l)
+	FROZEN[$key]=$(echo "$line" | sed -n 's/.*frozen for \([0-9.]*\) ms.*/\1/p')
+	BYTES[$key]=$(echo "$line" | sed -n 's/.*, \([0-9]*\) bytes written.*/\1/p')
+	cr_log "dump $key: ${T[$key]} s, frozen ${FROZEN[$key]} ms, ${BYTES[$key]} bytes"
+}
+
+# bench_restore KEY DIR: time restore --detach until the process answers SIGUSR2, then let it
+# check all of its memory (SIGTERM) and wait for its verdict.
+bench_restore() {
+	local key=$1 dir=$2 t0 t1 pongs i st
+	pongs=$(grep -c '^PONG$' "$log")
+	t0=$(now)
+	"$CKPTFS" restore --detach --pidfile "$CR_TMP/pid" "$dir" || cr_fail "restore $key failed"
+	cr_track "$pid"
+	for ((i = 0; i < 20000; i++)); do
+		kill -USR2 "$pid" 2>/dev/null || cr_fail "restored process $pid ($key) is gone"
+		[ "$(grep -c '^PONG$' "$log")" -gt "$pongs" ] && break
+		sleep 0.001
+	done
+	t1=$(now)
+	T[$key]=$(echo "$t1 - $t0" | bc -l)
+	cr_log "restore $key: ${T[$key]} s"
+	kill -TERM "$pid"
+	cr_wait_gone "$pid" 120 || cr_fail "restored process ($key) did not finish its memory check"
+	st=$(cr_reaped_status "$pid")
+	[ "$st" = "exit 0" ] || cr_fail "restored process ($key) ended with '$st': its memory is wrong"
+}
+
+mkdir -p "$shm/tmpfs" "$shm/mnt"
+cr_mount_store "$shm/store" "$shm/mnt"
+
+"$memhog" "$mib" realistic </dev/null >>"$log" 2>&1 &
+pid=$!
+cr_track "$pid"
+cr_wait_line "$log" '^READY$' 120 "$pid" || cr_fail "cr_memhog did not fill its memory"
+cr_log "cr_memhog pid $pid holds $mib MiB"
+
+bench_dump tmpfs-full "$shm/tmpfs/ck1" --leave-running
+bench_dump mount-full "$shm/mnt/ck1" --leave-running
+kill -USR1 "$pid"
+cr_wait_line "$log" '^CHANGED 1$' 60 "$pid" || cr_fail "cr_memhog did not change 3% of its pages"
+bench_dump tmpfs-incr "$shm/tmpfs/ck2" --leave-running
+bench_dump mount-incr "$shm/mnt/ck2"
+wait "$pid" 2>/dev/null # killed by that last dump
+
+bench_restore tmpfs-restore "$shm/tmpfs/ck2"
+# Cold read for the mount: pages must come through the daemon, not the kernel's page cache.
+sync
+if echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then dropped=yes; else dropped=no; fi
+bench_restore mount-restore "$shm/mnt/ck2"
+
+store_bytes=$(cr_stored_bytes "$shm/store" 2>/dev/null) || store_bytes=$(du -sb "$shm/store" | cut -f1)
+cr_unmount_store "$shm/mnt"
+
+gbps() { echo "scale=2; ${BYTES[$1]:-0} / ${T[$1]} / 1000000000" | bc -l; }
+ratio() { echo "scale=2; ${T[$1]} / ${T[$2]}" | bc -l; }
+meets() { [ "$(echo "$1 >= $2" | bc -l)" = 1 ] && echo "meets >= $2" || echo "BELOW goal $2"; }
+restore_bytes=${BYTES[tmpfs-incr]}
+BYTES[tmpfs-restore]=$restore_bytes
+BYTES[mount-restore]=$restore_bytes
+
+echo
+echo "C/R benchmark: cr_memhog, $mib MiB realistic memory, 3% changed before the second dumps"
+echo "tmpfs dir and store both on tmpfs; page cache dropped before the mount restore: $dropped"
+printf '%-22s %9s %8s %11s %14s\n' "step" "time s" "GB/s" "frozen ms" "image bytes"
+for k in tmpfs-full mount-full tmpfs-incr mount-incr tmpfs-restore mount-restore; do
+	printf '%-22s %9.3f %8s %11s %14s\n' "$k" "${T[$k]}" "$(gbps "$k")" "${FROZEN[$k]:--}" "${BYTES[$k]:--}"
+done
+r_full=$(ratio tmpfs-full mount-full)
+r_incr=$(ratio tmpfs-incr mount-incr)
+r_rest=$(ratio tmpfs-restore mount-restore)
+echo
+printf '%-40s %6s  %s\n' "speed ratio mount/tmpfs" "" ""
+printf '%-40s %6s  %s\n' "  full dump" "$r_full" "$(meets "$r_full" 0.5)"
+printf '%-40s %6s  %s\n' "  second dump (3% changed)" "$r_incr" "$(meets "$r_incr" 0.8)"
+printf '%-40s %6s  %s\n' "  restore" "$r_rest" "$(meets "$r_rest" 0.8)"
+printf '%-40s %6s  %s\n' "dump to tmpfs, GB/s" "$(gbps tmpfs-full)" "$(meets "$(gbps tmpfs-full)" 1.0)"
+echo "store after both mount dumps: $store_bytes bytes for two ${BYTES[mount-full]}-byte images"
