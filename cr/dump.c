@@ -209,13 +209,31 @@ static int collect_proc(struct dump_ctx *c, const char *status)
 			g++;
 	}
 
-	for (int i = 0; i < CR_NRLIMITS; i++) {
-		struct rlimit rl;
-		if (prlimit(c->pid, i, NULL, &rl) < 0)
-			return -errno;
-		t->rlimits[i][0] = rl.rlim_cur;
-		t->rlimits[i][1] = rl.rlim_max;
+	/* prlimit() on another user's process needs CAP_SYS_RESOURCE; /proc/PID/limits does
+	 * not. Rows are in RLIMIT_* order; values sit at fixed columns 26 and 47. */
+	snprintf(path, sizeof(path), "/proc/%d/limits", c->pid);
+	ret = read_small_file(path, buf, sizeof(buf));
+	if (ret < 0)
+		return ret;
+	int row = -1;
+	for (char *ln = buf; ln && *ln && row < CR_NRLIMITS; row++) {
+		char *nl = strchr(ln, '\n');
+		if (nl)
+			*nl = 0;
+		if (row >= 0) {
+			if (strlen(ln) < 48)
+				return -EIO;
+			for (int k = 0; k < 2; k++) {
+				const char *v = ln + (k ? 47 : 26);
+				t->rlimits[row][k] = !strncmp(v, "unlimited", 9)
+							     ? (uint64_t)RLIM_INFINITY
+							     : strtoull(v, NULL, 10);
+			}
+		}
+		ln = nl ? nl + 1 : NULL;
 	}
+	if (row != CR_NRLIMITS)
+		return -EIO;
 
 	static const char *links[] = { "exe", "cwd", "root" };
 	char **dst[] = { &t->exe, &t->cwd, &t->root };

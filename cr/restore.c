@@ -392,6 +392,24 @@ static int restore_mm_fields(struct restore_ctx *c)
 	return ret;
 }
 
+static void restore_rlimits(struct restore_ctx *c)
+{
+	for (int i = 0; i < CR_NRLIMITS; i++) {
+		struct rlimit rl = { c->t->rlimits[i][0], c->t->rlimits[i][1] };
+		if (prlimit(c->pid, i, &rl, NULL) < 0) {
+			/* Without CAP_SYS_RESOURCE a hard limit cannot be raised: keep ours. */
+			struct rlimit cur;
+			if (prlimit(c->pid, i, NULL, &cur) == 0) {
+				rl.rlim_max = cur.rlim_max;
+				rl.rlim_cur = MIN(rl.rlim_cur, cur.rlim_max);
+				if (prlimit(c->pid, i, &rl, NULL) < 0)
+					log_warn("pid %d: cannot restore rlimit %d: %s", c->pid, i,
+						 strerror(errno));
+			}
+		}
+	}
+}
+
 static int restore_task_state(struct restore_ctx *c)
 {
 	struct cr_task *t = c->t;
@@ -477,6 +495,7 @@ static int restore_task_state(struct restore_ctx *c)
 	if (ret < 0)
 		return ret;
 
+	restore_rlimits(c);
 	/* Credentials last: everything above needed the restorer's capabilities. */
 	bool same = t->uids[0] == getuid() && t->uids[1] == geteuid() && t->gids[0] == getgid() &&
 		    t->gids[1] == getegid();
@@ -494,24 +513,6 @@ static int restore_task_state(struct restore_ctx *c)
 			return ret;
 	}
 	return 0;
-}
-
-static void restore_rlimits(struct restore_ctx *c)
-{
-	for (int i = 0; i < CR_NRLIMITS; i++) {
-		struct rlimit rl = { c->t->rlimits[i][0], c->t->rlimits[i][1] };
-		if (prlimit(c->pid, i, &rl, NULL) < 0) {
-			/* Without CAP_SYS_RESOURCE a hard limit cannot be raised: keep ours. */
-			struct rlimit cur;
-			if (prlimit(c->pid, i, NULL, &cur) == 0) {
-				rl.rlim_max = cur.rlim_max;
-				rl.rlim_cur = MIN(rl.rlim_cur, cur.rlim_max);
-				if (prlimit(c->pid, i, &rl, NULL) < 0)
-					log_warn("pid %d: cannot restore rlimit %d: %s", c->pid, i,
-						 strerror(errno));
-			}
-		}
-	}
 }
 
 /* Final step: unmap the trampoline and, at that syscall's exit stop, become the dumped task. */
@@ -547,7 +548,6 @@ static int restore_finish(struct restore_ctx *c)
 		cr_error("restoring pid %d: setting registers: %s", c->pid, strerror(errno));
 		return ret;
 	}
-	restore_rlimits(c);
 	if (ptrace(PTRACE_DETACH, c->pid, 0, 0) < 0)
 		return -errno;
 	return 0;

@@ -148,28 +148,20 @@ static int open_store(const char *path, struct store **ret_store)
 	if (r == -EBUSY)
 		log_err("store '%s' is already mounted: another ckptfs daemon holds its lock",
 			path);
+	else if (r < 0 && *store_last_error())
+		log_err("cannot open store '%s': %s (%s)", path, store_last_error(), strerror(-r));
 	else if (r < 0)
-		log_err("cannot open store '%s': %s%s%s", path, strerror(-r),
-			*store_last_error() ? ": " : "", store_last_error());
+		log_err("cannot open store '%s': %s", path, strerror(-r));
 	return r;
 }
 
-/* The detached daemon's stdio: nothing in, logs to log_path (or nowhere). */
-static int detach_stdio(const char *log_path)
+/* The detached daemon's stdio: nothing in, logs to log_fd (or nowhere if it is -1). */
+static int detach_stdio(int log_fd)
 {
 	_cleanup_close_ int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	_cleanup_close_ int log_fd = -1;
 
 	if (null_fd < 0)
 		return -errno;
-	if (log_path) {
-		log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-		if (log_fd < 0) {
-			int r = -errno;
-			log_err("log file '%s': %s", log_path, strerror(-r));
-			return r;
-		}
-	}
 	if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(null_fd, STDOUT_FILENO) < 0 ||
 	    dup2(log_fd >= 0 ? log_fd : null_fd, STDERR_FILENO) < 0)
 		return -errno;
@@ -186,8 +178,9 @@ static void notify_parent(int *status_fd, int status)
 	*status_fd = -1;
 }
 
+/* status_fd >= 0: detached child; report to the parent over it and log to log_fd afterwards. */
 static int serve(const char *store_path, const char *mountpoint, const struct fs_opts *opts,
-		 int status_fd)
+		 int status_fd, int log_fd)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	_cleanup_free_ char *fsname = NULL;
@@ -198,6 +191,7 @@ static int serve(const char *store_path, const char *mountpoint, const struct fs
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.store_path = store_path;
+	ctx.store_dirfd = -1;
 
 	r = fs_nodes_init(&ctx);
 	if (r < 0) {
@@ -207,6 +201,12 @@ static int serve(const char *store_path, const char *mountpoint, const struct fs
 	r = open_store(store_path, &ctx.store);
 	if (r < 0)
 		goto out_nodes;
+	ctx.store_dirfd = open(store_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ctx.store_dirfd < 0) {
+		r = -errno;
+		log_err("store '%s': %s", store_path, strerror(-r));
+		goto out_store;
+	}
 
 	fsname = fsname_option(store_path);
 	if (!fsname || fuse_opt_add_arg(&args, "ckptfs") < 0 ||
@@ -243,9 +243,12 @@ static int serve(const char *store_path, const char *mountpoint, const struct fs
 		 (int)getpid());
 
 	if (status_fd >= 0) {
-		r = detach_stdio(opts->log_path);
-		if (r < 0)
+		r = detach_stdio(log_fd);
+		if (r < 0) {
+			log_err("mounting '%s': detaching from the terminal: %s", store_path,
+				strerror(-r));
 			goto out_unmount;
+		}
 		notify_parent(&status_fd, 0);
 	}
 
@@ -276,6 +279,8 @@ out_session:
 	/* Runs fsop_destroy (flush) if the kernel ever initialised the connection. */
 	fuse_session_destroy(se);
 out_store:
+	if (ctx.store_dirfd >= 0)
+		close(ctx.store_dirfd);
 	store_close(ctx.store);
 	fuse_opt_free_args(&args);
 out_nodes:
@@ -309,6 +314,7 @@ int fs_daemon_run(const char *store_path, const char *mountpoint, const struct f
 {
 	_cleanup_free_ char *abs_mnt = NULL;
 	_cleanup_free_ char *abs_store = NULL;
+	_cleanup_close_ int log_fd = -1;
 	int fds[2];
 	pid_t pid;
 	int r;
@@ -328,8 +334,17 @@ int fs_daemon_run(const char *store_path, const char *mountpoint, const struct f
 	}
 
 	if (opts->foreground || opts->debug)
-		return serve(abs_store, abs_mnt, opts, -1);
+		return serve(abs_store, abs_mnt, opts, -1, -1);
 
+	/* Opened here, before the child moves to "/", so a relative path means what it says. */
+	if (opts->log_path) {
+		log_fd = open(opts->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (log_fd < 0) {
+			r = -errno;
+			log_err("log file '%s': %s", opts->log_path, strerror(-r));
+			return r;
+		}
+	}
 	if (pipe2(fds, O_CLOEXEC) < 0) {
 		r = -errno;
 		log_err("mounting store '%s': pipe: %s", store_path, strerror(-r));
@@ -360,5 +375,5 @@ int fs_daemon_run(const char *store_path, const char *mountpoint, const struct f
 		notify_parent(&fds[1], r);
 		return r;
 	}
-	return serve(abs_store, abs_mnt, opts, fds[1]);
+	return serve(abs_store, abs_mnt, opts, fds[1], log_fd);
 }

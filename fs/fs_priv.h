@@ -34,6 +34,7 @@ struct fs_node;
 struct fs_ctx {
 	struct store *store;
 	const char *store_path;
+	int store_dirfd; /* the store directory, for the free space of its filesystem */
 
 	pthread_mutex_t nodes_lock;
 	struct fs_node **node_buckets; /* ino -> kernel lookup count, chained hash */
@@ -43,9 +44,8 @@ struct fs_ctx {
 
 /* One per open() / create(): kept in fi->fh. */
 struct fs_handle {
-	uint64_t ino;
 	bool write_access;
-	/* Set by write/fallocate, cleared by flush: close() then reports deferred store errors. */
+	/* Set by write/fallocate/ftruncate; cleared when flush pushes the data to the store. */
 	atomic_bool dirty;
 };
 

@@ -273,7 +273,8 @@ static int read_chunk_verified(struct store *s, const struct chunk_loc *loc,
 		char detail[512];
 
 		snprintf(detail, sizeof(detail), "%s", store_last_error());
-		return store_error(-EIO, "inode %llu: chunk %s (pack '%s' offset %llu) unreadable: %s",
+		return store_error(-EIO,
+				   "inode %llu: chunk %s (pack '%s' offset %llu) unreadable: %s",
 				   (unsigned long long)ino, chunk_id_to_hex(id->b, hex), path,
 				   (unsigned long long)loc->off, detail);
 	}
@@ -345,7 +346,6 @@ int store_read_clean_chunk(struct store *s, struct idx_txn *txn, uint64_t ino, u
 	return read_chunk_verified(s, &loc, &id, ino, page);
 }
 
-
 /* Largest span one pread covers when consecutive records are read together. */
 #define READ_SPAN (512u << 10)
 
@@ -412,7 +412,8 @@ int store_read_chunks(struct store *s, struct idx_txn *txn, uint64_t ino, struct
 		}
 		end = locs[i].off + rec_bytes(locs[i].desc);
 		while (j < n && locs[j].desc && locs[j].pack == locs[i].pack &&
-		       locs[j].off == end && end + rec_bytes(locs[j].desc) - locs[i].off <= READ_SPAN) {
+		       locs[j].off == end &&
+		       end + rec_bytes(locs[j].desc) - locs[i].off <= READ_SPAN) {
 			end += rec_bytes(locs[j].desc);
 			j++;
 		}
@@ -435,9 +436,9 @@ int store_read_chunks(struct store *s, struct idx_txn *txn, uint64_t ino, struct
 		}
 		for (size_t k = i; k < j; k++) {
 			/* Anything odd (short pack, bad record): the careful path decides. */
-			if (r < 0 || pack_check_record(span + (locs[k].off - locs[i].off), locs[k].pack,
-						       locs[k].off, locs[k].desc, &ids[k], s->secret,
-						       reqs[k].dst) < 0) {
+			if (r < 0 || pack_check_record(span + (locs[k].off - locs[i].off),
+						       locs[k].pack, locs[k].off, locs[k].desc,
+						       &ids[k], s->secret, reqs[k].dst) < 0) {
 				int q = read_chunk_verified(s, &locs[k], &ids[k], ino, reqs[k].dst);
 				if (q < 0)
 					return q;

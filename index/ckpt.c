@@ -250,7 +250,8 @@ static int idset_add(struct idset *set, const struct chunk_id *id)
 		for (size_t j = 0; j < set->cap; j++) {
 			if (!set->e[j].count)
 				continue;
-			for (i = idset_slot(&set->e[j].id, ncap); ne[i].count; i = (i + 1) & (ncap - 1))
+			for (i = idset_slot(&set->e[j].id, ncap); ne[i].count;
+			     i = (i + 1) & (ncap - 1))
 				;
 			ne[i] = set->e[j];
 		}
@@ -387,7 +388,7 @@ static int ckpt_fill(struct idx_txn *txn, uint64_t ino, const char *name, bool w
 	if (!with_sizes)
 		return 0;
 
-	struct sizer z = { .txn = txn };
+	struct sizer z = {.txn = txn};
 	r = size_walk(&z, ino, 0);
 	for (size_t i = 0; i < z.ids.cap && r >= 0; i++) {
 		const struct idset_ent *e = &z.ids.e[i];
@@ -442,8 +443,7 @@ int store_ckpt_list(struct store *s, bool with_sizes, store_ckpt_cb cb, void *ct
 	be64_put(k, STORE_ROOT_INO);
 	for (r = idx_cursor_seek(c, k, sizeof(k), &key, &klen, &val, &vlen); r >= 0;
 	     r = idx_cursor_next(c, &key, &klen, &val, &vlen)) {
-		if (klen <= 8 || klen > 8 + 255 || memcmp(key, k, 8) != 0 ||
-		    vlen != DIRENT_VAL_LEN)
+		if (klen <= 8 || klen > 8 + 255 || memcmp(key, k, 8) != 0 || vlen != DIRENT_VAL_LEN)
 			break;
 		if (n == cap) {
 			void *nl = realloc(list, (cap = cap ? cap * 2 : 16) * sizeof(*list));
@@ -529,7 +529,8 @@ static int destroy_tree(struct store *s, struct idx_txn *txn, uint64_t ino, unsi
 			    vlen != DIRENT_VAL_LEN)
 				break;
 			if (n == cap) {
-				void *nk = realloc(kids, (cap = cap ? cap * 2 : 16) * sizeof(*kids));
+				void *nk =
+					realloc(kids, (cap = cap ? cap * 2 : 16) * sizeof(*kids));
 				if (!nk) {
 					r = -ENOMEM;
 					break;
@@ -685,7 +686,7 @@ int store_df(struct store *s, struct store_df *ret_df)
 {
 	struct idx_txn *txn = NULL;
 	struct idx_cursor *c = NULL;
-	struct store_df df = { 0 };
+	struct store_df df = {0};
 	const void *key, *val;
 	size_t klen, vlen;
 	uint64_t b;

@@ -74,8 +74,8 @@ ssize_t compress_page(const void *page, void *dst, size_t dst_cap)
 		return -ENOMEM;
 	/* Capacity one byte under a page: zstd gives up (dstSize_tooSmall) instead of producing
 	 * output that is no smaller than storing raw. */
-	n = ZSTD_compress2(c, dst, dst_cap < STORE_CHUNK_SIZE ? dst_cap : STORE_CHUNK_SIZE - 1, page,
-			   STORE_CHUNK_SIZE);
+	n = ZSTD_compress2(c, dst, dst_cap < STORE_CHUNK_SIZE ? dst_cap : STORE_CHUNK_SIZE - 1,
+			   page, STORE_CHUNK_SIZE);
 	if (ZSTD_isError(n)) {
 		if (ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall)
 			return 0;

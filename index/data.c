@@ -16,14 +16,53 @@
 #include "index/pack.h"
 #include "index/store_priv.h"
 
+/* Dirty pages come from a free list: no malloc, and no fresh page faults, per 4 KiB written. */
+#define PAGE_POOL_MAX ((32u << 20) / STORE_CHUNK_SIZE)
+
+uint8_t *page_alloc(struct store *s)
+{
+	uint8_t *p = s->page_pool;
+
+	if (p) {
+		memcpy(&s->page_pool, p, sizeof(s->page_pool));
+		s->page_pool_n--;
+		return p;
+	}
+	return aligned_alloc(64, STORE_CHUNK_SIZE);
+}
+
+void page_free(struct store *s, uint8_t *p)
+{
+	if (!p)
+		return;
+	if (s->page_pool_n >= PAGE_POOL_MAX) {
+		free(p);
+		return;
+	}
+	memcpy(p, &s->page_pool, sizeof(s->page_pool));
+	s->page_pool = p;
+	s->page_pool_n++;
+}
+
+void page_pool_drain(struct store *s)
+{
+	while (s->page_pool) {
+		uint8_t *p = s->page_pool;
+
+		memcpy(&s->page_pool, p, sizeof(s->page_pool));
+		free(p);
+	}
+	s->page_pool_n = 0;
+}
+
 static void dblock_free(struct store *s, struct oinode *oi, struct dblock *b)
 {
-	for (unsigned i = 0; i < FMAP_SLOTS; i++) {
+	for (unsigned i = 0; i < DIRTY_SLOTS; i++) {
 		if (!(b->present & (1ULL << i)))
 			continue;
 		if (b->pages[i])
 			s->dirty_bytes -= STORE_CHUNK_SIZE;
-		free(b->pages[i]);
+		page_free(s, b->pages[i]);
 		oi->npages--;
 	}
 	free(b);
@@ -140,8 +179,8 @@ out:
 
 int oinode_mem_chunk(struct oinode *oi, uint64_t idx, const uint8_t **ret_page)
 {
-	unsigned slot = (unsigned)(idx % FMAP_SLOTS);
-	struct dblock *b = u64map_get(&oi->blocks, idx / FMAP_SLOTS);
+	unsigned slot = (unsigned)(idx % DIRTY_SLOTS);
+	struct dblock *b = u64map_get(&oi->blocks, idx / DIRTY_SLOTS);
 
 	if (b && (b->present & (1ULL << slot))) {
 		*ret_page = b->pages[slot];
@@ -151,7 +190,7 @@ int oinode_mem_chunk(struct oinode *oi, uint64_t idx, const uint8_t **ret_page)
 		*ret_page = NULL;
 		return 1;
 	}
-	b = u64map_get(&oi->fl_blocks, idx / FMAP_SLOTS);
+	b = u64map_get(&oi->fl_blocks, idx / DIRTY_SLOTS);
 	if (b && (b->present & (1ULL << slot))) {
 		*ret_page = b->pages[slot];
 		return 1;
@@ -184,8 +223,8 @@ static struct dblock *dblock_get(struct oinode *oi, uint64_t block)
 static int dirty_page(struct store *s, struct oinode *oi, uint64_t idx, bool will_overwrite,
 		      uint8_t **ret_page)
 {
-	struct dblock *b = dblock_get(oi, idx / FMAP_SLOTS);
-	unsigned slot = (unsigned)(idx % FMAP_SLOTS);
+	struct dblock *b = dblock_get(oi, idx / DIRTY_SLOTS);
+	unsigned slot = (unsigned)(idx % DIRTY_SLOTS);
 	uint64_t bit = 1ULL << slot;
 	const uint8_t *cur;
 	uint8_t *page;
@@ -197,7 +236,7 @@ static int dirty_page(struct store *s, struct oinode *oi, uint64_t idx, bool wil
 		*ret_page = b->pages[slot];
 		return 0;
 	}
-	page = malloc(STORE_CHUNK_SIZE);
+	page = page_alloc(s);
 	if (!page)
 		return -ENOMEM;
 	if (will_overwrite) {
@@ -218,7 +257,7 @@ static int dirty_page(struct store *s, struct oinode *oi, uint64_t idx, bool wil
 			idx_txn_abort(txn);
 		}
 		if (r < 0) {
-			free(page);
+			page_free(s, page);
 			return r == -EBADMSG ? -EIO : r;
 		}
 	}
@@ -234,14 +273,14 @@ static int dirty_page(struct store *s, struct oinode *oi, uint64_t idx, bool wil
 /* Marks chunk idx a dirty hole (its old bytes no longer matter). */
 static int dirty_hole(struct store *s, struct oinode *oi, uint64_t idx)
 {
-	struct dblock *b = dblock_get(oi, idx / FMAP_SLOTS);
-	unsigned slot = (unsigned)(idx % FMAP_SLOTS);
+	struct dblock *b = dblock_get(oi, idx / DIRTY_SLOTS);
+	unsigned slot = (unsigned)(idx % DIRTY_SLOTS);
 	uint64_t bit = 1ULL << slot;
 
 	if (!b)
 		return -ENOMEM;
 	if (b->pages[slot]) {
-		free(b->pages[slot]);
+		page_free(s, b->pages[slot]);
 		b->pages[slot] = NULL;
 		s->dirty_bytes -= STORE_CHUNK_SIZE;
 	}
@@ -299,12 +338,12 @@ int oinode_truncate(struct store *s, struct oinode *oi, uint64_t size)
 
 			if (!b)
 				continue;
-			base = oi->blocks.slots[i].key * FMAP_SLOTS;
-			for (unsigned j = 0; j < FMAP_SLOTS; j++) {
+			base = oi->blocks.slots[i].key * DIRTY_SLOTS;
+			for (unsigned j = 0; j < DIRTY_SLOTS; j++) {
 				if (!(b->present & (1ULL << j)) || base + j < first_dead)
 					continue;
 				if (b->pages[j]) {
-					free(b->pages[j]);
+					page_free(s, b->pages[j]);
 					b->pages[j] = NULL;
 					s->dirty_bytes -= STORE_CHUNK_SIZE;
 				}

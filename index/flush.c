@@ -6,6 +6,8 @@
  * flusher thread that keeps hashing and compression off the writer's path.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,17 +45,24 @@ static int cmp_ent_ptr_id(const void *a, const void *b)
 	return memcmp((*x)->id.b, (*y)->id.b, STORE_CHUNK_ID_LEN);
 }
 
-/* Gets this process's pack writer, starting a new pack when there is none or it is full. */
+/* Gets this process's pack writer, starting a new pack when there is none or it is full
+ * (s->pack_mu held). A full pack is synced before it is let go: another flush may have appended
+ * to it and will only sync the writer that is current when it finishes. */
 static int pack_writer_ensure(struct store *s)
 {
 	struct idx_txn *txn = NULL;
 	uint64_t next;
 	int r;
 
-	if (s->pw && pack_writer_size(s->pw) < PACK_ROLL_BYTES)
+	if (s->pw && pack_writer_size(s->pw) < s->pack_roll_bytes)
 		return 0;
-	pack_writer_free(s->pw);
-	s->pw = NULL;
+	if (s->pw) {
+		r = pack_writer_sync(s->pw);
+		if (r < 0)
+			return r;
+		pack_writer_free(s->pw);
+		s->pw = NULL;
+	}
 	r = idx_txn_begin(s->db, true, &txn);
 	if (r < 0)
 		return r;
@@ -72,65 +81,131 @@ static int pack_writer_ensure(struct store *s)
 	return pack_writer_create(s->dirfd, (uint32_t)next, &s->pw);
 }
 
+/* Records encoded per append: one pwritev of up to IOV_MAX pieces. */
+#define ENC_BATCH   1024u
+#define ENC_MAX_THR 4u
+#define ENC_PAR_MIN 64u
+
+struct enc_job {
+	struct flush_uniq *u;
+	const size_t *todo; /* indexes into u */
+	size_t from, to;    /* range of todo (and of recs/lens, relative to the batch start) */
+	size_t base;
+	uint8_t *recs; /* PACK_MAX_REC_LEN per record */
+	uint32_t *lens;
+	int err;
+};
+
+static void *enc_main(void *arg)
+{
+	struct enc_job *j = arg;
+
+	for (size_t k = j->from; k < j->to; k++) {
+		struct flush_uniq *q = &j->u[j->todo[j->base + k]];
+		int r = pack_record_encode(&q->id, q->page, j->recs + k * PACK_MAX_REC_LEN,
+					   &q->loc.desc);
+		if (r < 0) {
+			j->err = r;
+			break;
+		}
+		j->lens[k] = (uint32_t)r;
+	}
+	return NULL;
+}
+
+/* Compression is the costly part of a fresh write: spread a batch over a few threads. */
+static int encode_batch(struct store *s, struct flush_uniq *u, const size_t *todo, size_t base,
+			size_t n, uint8_t *recs, uint32_t *lens)
+{
+	struct enc_job jobs[ENC_MAX_THR];
+	pthread_t th[ENC_MAX_THR];
+	bool started[ENC_MAX_THR] = {false};
+	unsigned nt = n >= ENC_PAR_MIN ? s->enc_threads : 1;
+	int r = 0;
+
+	for (unsigned t = 0; t < nt; t++) {
+		jobs[t] = (struct enc_job){.u = u,
+					   .todo = todo,
+					   .base = base,
+					   .from = n * t / nt,
+					   .to = n * (t + 1) / nt,
+					   .recs = recs,
+					   .lens = lens};
+		/* Thread 0 is this one; if a helper cannot start, this thread does its share. */
+		if (t > 0 && pthread_create(&th[t], NULL, enc_main, &jobs[t]) == 0)
+			started[t] = true;
+	}
+	for (unsigned t = 0; t < nt; t++)
+		if (t == 0 || !started[t])
+			enc_main(&jobs[t]);
+	for (unsigned t = 0; t < nt; t++) {
+		if (started[t])
+			pthread_join(th[t], NULL);
+		if (jobs[t].err && !r)
+			r = jobs[t].err;
+	}
+	return r;
+}
+
 /* Compresses and appends every unique chunk that still needs a home, then fdatasyncs. */
 static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu)
 {
-	_cleanup_free_ uint8_t *buf = NULL;
-	size_t todo = 0, len = 0, cap;
-	uint64_t start;
-	int r;
+	_cleanup_free_ size_t *todo = NULL;
+	_cleanup_free_ uint8_t *recs = NULL;
+	_cleanup_free_ uint32_t *lens = NULL;
+	_cleanup_free_ struct iovec *iov = NULL;
+	size_t ntodo = 0, cap;
+	int r = 0;
 
+	todo = malloc(MAX(nu, 1) * sizeof(*todo));
+	if (!todo)
+		return -ENOMEM;
 	for (size_t i = 0; i < nu; i++)
 		if (!u[i].known && !u[i].written)
-			todo++;
-	if (todo == 0)
+			todo[ntodo++] = i;
+	if (ntodo == 0)
 		return 0;
-	cap = MIN(todo, (size_t)1024) * PACK_MAX_REC_LEN;
-	buf = malloc(cap);
-	if (!buf)
+	cap = MIN(ntodo, (size_t)ENC_BATCH);
+	recs = malloc(cap * PACK_MAX_REC_LEN);
+	lens = malloc(cap * sizeof(*lens));
+	iov = malloc(cap * sizeof(*iov));
+	if (!recs || !lens || !iov)
 		return -ENOMEM;
-	pthread_mutex_lock(&s->pack_mu);
-	r = pack_writer_ensure(s);
-	if (r < 0)
-		goto out;
-	for (size_t i = 0, first = 0; i <= nu; i++) {
-		/* Append in batches of up to 1024 records: one pwrite each. */
-		if (i == nu || len + PACK_MAX_REC_LEN > cap) {
-			if (len == 0)
-				goto next;
-			r = pack_writer_append(s->pw, buf, len, &start);
-			if (r < 0)
-				goto out;
-			for (size_t j = first; j < i; j++) {
-				if (u[j].known || u[j].written || !u[j].loc.desc)
-					continue;
-				u[j].loc.pack = pack_writer_number(s->pw);
-				u[j].loc.off += start;
-				u[j].written = true;
-			}
-			len = 0;
-			first = i;
-		next:
-			if (i == nu)
-				break;
-		}
-		if (u[i].known || u[i].written)
-			continue;
-		r = pack_record_encode(&u[i].id, u[i].page, buf + len, &u[i].loc.desc);
+	for (size_t b = 0; b < ntodo; b += cap) {
+		size_t n = MIN(cap, ntodo - b), total = 0;
+		uint64_t start;
+
+		/* Encoding runs without pack_mu: other flushes may append meanwhile. */
+		r = encode_batch(s, u, todo, b, n, recs, lens);
 		if (r < 0)
-			goto out;
-		u[i].loc.off = len;
-		len += (size_t)r;
+			return r;
+		for (size_t k = 0; k < n; k++) {
+			iov[k].iov_base = recs + k * PACK_MAX_REC_LEN;
+			iov[k].iov_len = lens[k];
+			total += lens[k];
+		}
+		pthread_mutex_lock(&s->pack_mu);
+		r = pack_writer_ensure(s);
+		if (r >= 0)
+			r = pack_writer_appendv(s->pw, iov, (int)n, total, &start);
+		if (r >= 0) {
+			for (size_t k = 0; k < n; k++) {
+				struct flush_uniq *q = &u[todo[b + k]];
+
+				q->loc.pack = pack_writer_number(s->pw);
+				q->loc.off = start;
+				q->written = true;
+				start += lens[k];
+			}
+		}
+		pthread_mutex_unlock(&s->pack_mu);
+		if (r < 0)
+			return r;
 	}
-	r = pack_writer_sync(s->pw);
-	if (r < 0)
-		goto out;
-	/* The batch may have pushed the pack over the roll size: start a new one next time. */
-	if (pack_writer_size(s->pw) >= PACK_ROLL_BYTES) {
-		pack_writer_free(s->pw);
-		s->pw = NULL;
-	}
-out:
+	pthread_mutex_lock(&s->pack_mu);
+	/* Our records are in the current pack or in one a roll synced already. */
+	if (s->pw)
+		r = pack_writer_sync(s->pw);
 	pthread_mutex_unlock(&s->pack_mu);
 	return r < 0 ? r : 0;
 }
@@ -171,7 +246,8 @@ static int apply_block(struct idx_txn *txn, uint64_t ino, struct flush_ent *e, s
 			r = chunk_ref(txn, &e[i].id, &len);
 			if (r == -ENOENT) {
 				if (!q->written) {
-					/* Indexed when we looked, gone now (gc): store it after all. */
+					/* Indexed when we looked, gone now (gc): store it after
+					 * all. */
 					q->known = false;
 					*ret_missing = true;
 					return 0;
@@ -234,13 +310,13 @@ static int flush_work(struct store *s, uint64_t ino, struct u64map *blocks, uint
 
 		if (!b)
 			continue;
-		for (unsigned j = 0; j < FMAP_SLOTS; j++) {
+		for (unsigned j = 0; j < DIRTY_SLOTS; j++) {
 			struct flush_ent *e;
 
 			if (!(b->present & (1ULL << j)))
 				continue;
 			e = &ents[n++];
-			e->idx = blocks->slots[i].key * FMAP_SLOTS + j;
+			e->idx = blocks->slots[i].key * DIRTY_SLOTS + j;
 			e->page = b->pages[j];
 			if (!e->page || chunk_page_is_zero(e->page))
 				memset(e->id.b, 0, sizeof(e->id.b));
@@ -333,9 +409,11 @@ static int flush_work(struct store *s, uint64_t ino, struct u64map *blocks, uint
 		if (sealed) {
 			/* Sealed (maybe by another process) while we buffered: refuse. */
 			idx_txn_abort(txn);
-			return store_error(-EROFS, "inode %llu: checkpoint %llu was sealed before its "
-						   "buffered writes were stored",
-					   (unsigned long long)ino, (unsigned long long)in.ckpt_ino);
+			return store_error(-EROFS,
+					   "inode %llu: checkpoint %llu was sealed before its "
+					   "buffered writes were stored",
+					   (unsigned long long)ino,
+					   (unsigned long long)in.ckpt_ino);
 		}
 		if (trunc_floor != UINT64_MAX) {
 			uint64_t freed;
@@ -370,8 +448,9 @@ static int flush_work(struct store *s, uint64_t ino, struct u64map *blocks, uint
 			idx_txn_abort(txn);
 			txn = NULL;
 			if (attempt >= 3)
-				return store_error(-EAGAIN, "inode %llu: chunks keep vanishing from "
-							    "the index during flush",
+				return store_error(-EAGAIN,
+						   "inode %llu: chunks keep vanishing from "
+						   "the index during flush",
 						   (unsigned long long)ino);
 			continue;
 		}
@@ -398,7 +477,6 @@ fail:
 	return r;
 }
 
-
 static void blocks_free(struct store *s, struct u64map *m, bool in_flight)
 {
 	for (size_t i = 0; i < m->cap; i++) {
@@ -406,10 +484,10 @@ static void blocks_free(struct store *s, struct u64map *m, bool in_flight)
 
 		if (!b)
 			continue;
-		for (unsigned j = 0; j < FMAP_SLOTS; j++) {
+		for (unsigned j = 0; j < DIRTY_SLOTS; j++) {
 			if (!b->pages[j])
 				continue;
-			free(b->pages[j]);
+			page_free(s, b->pages[j]);
 			s->dirty_bytes -= STORE_CHUNK_SIZE;
 			if (in_flight)
 				s->flight_bytes -= STORE_CHUNK_SIZE;
@@ -437,8 +515,8 @@ static void blocks_merge_back(struct store *s, struct oinode *oi)
 				b = NULL;
 			}
 		}
-		for (unsigned j = 0; j < FMAP_SLOTS; j++) {
-			uint64_t bit = 1ULL << j, idx = key * FMAP_SLOTS + j;
+		for (unsigned j = 0; j < DIRTY_SLOTS; j++) {
+			uint64_t bit = 1ULL << j, idx = key * DIRTY_SLOTS + j;
 
 			if (!(fb->present & bit))
 				continue;
@@ -449,7 +527,7 @@ static void blocks_merge_back(struct store *s, struct oinode *oi)
 				b->pages[j] = fb->pages[j];
 				oi->npages++;
 			} else if (fb->pages[j]) {
-				free(fb->pages[j]);
+				page_free(s, fb->pages[j]);
 				s->dirty_bytes -= STORE_CHUNK_SIZE;
 			}
 		}
@@ -490,7 +568,7 @@ int oinode_flush(struct store *s, struct oinode *oi)
 	for (size_t i = 0; i < oi->fl_blocks.cap; i++) {
 		struct dblock *b = oi->fl_blocks.slots[i].val;
 
-		for (unsigned j = 0; b && j < FMAP_SLOTS; j++)
+		for (unsigned j = 0; b && j < DIRTY_SLOTS; j++)
 			if (b->pages[j])
 				s->flight_bytes += STORE_CHUNK_SIZE;
 	}

@@ -98,7 +98,7 @@ void cidmap_free(struct cidmap *m)
 struct fino {
 	uint32_t mode, flags;
 	uint64_t nlink, size, ckpt_ino, parent, next_cookie;
-	uint64_t links;   /* directory entries naming it */
+	uint64_t links;	  /* directory entries naming it */
 	uint64_t subdirs; /* directories: child directories */
 	uint64_t dent_parent;
 	char *dent_name; /* first name seen (for paths in reports) */
@@ -286,8 +286,9 @@ static int check_dirents(struct fsck *f)
 		int q;
 
 		if (klen <= 8 || klen > 8 + 255 || vlen != DIRENT_VAL_LEN) {
-			problem(f, "directory entry table: record with a %zu-byte key and a %zu-byte "
-				   "value",
+			problem(f,
+				"directory entry table: record with a %zu-byte key and a %zu-byte "
+				"value",
 				klen, vlen);
 			continue;
 		}
@@ -300,7 +301,8 @@ static int check_dirents(struct fsck *f)
 		dir = u64map_get(&f->inodes, parent);
 		child = u64map_get(&f->inodes, ino);
 		if (!dir || !S_ISDIR(dir->mode)) {
-			problem(f, "directory entry '%s' -> inode %llu lives in inode %llu, which is %s",
+			problem(f,
+				"directory entry '%s' -> inode %llu lives in inode %llu, which is %s",
 				name, (unsigned long long)ino, (unsigned long long)parent,
 				dir ? "not a directory" : "missing");
 			continue;
@@ -328,17 +330,21 @@ static int check_dirents(struct fsck *f)
 		if (S_ISDIR(child->mode)) {
 			dir->subdirs++;
 			if (child->parent != parent)
-				problem(f, "directory '%s/%s' (inode %llu) records parent %llu, but its "
-					   "entry is in %llu",
+				problem(f,
+					"directory '%s/%s' (inode %llu) records parent %llu, but its "
+					"entry is in %llu",
 					dpath, name, (unsigned long long)ino,
-					(unsigned long long)child->parent, (unsigned long long)parent);
+					(unsigned long long)child->parent,
+					(unsigned long long)parent);
 		}
 		if (child->ckpt_ino != (parent == STORE_ROOT_INO ? ino : dir->ckpt_ino))
-			problem(f, "'%s/%s' (inode %llu) records checkpoint %llu, its directory "
-				   "belongs to %llu",
+			problem(f,
+				"'%s/%s' (inode %llu) records checkpoint %llu, its directory "
+				"belongs to %llu",
 				dpath, name, (unsigned long long)ino,
 				(unsigned long long)child->ckpt_ino,
-				(unsigned long long)(parent == STORE_ROOT_INO ? ino : dir->ckpt_ino));
+				(unsigned long long)(parent == STORE_ROOT_INO ? ino
+									      : dir->ckpt_ino));
 		if (cookie == 0 || cookie >= dir->next_cookie)
 			problem(f, "directory entry '%s/%s': readdir cookie %llu outside 1..%llu",
 				dpath, name, (unsigned long long)cookie,
@@ -379,8 +385,9 @@ static int check_dircookies(struct fsck *f)
 		int q;
 
 		if (klen != 16 || vlen == 0 || vlen > 255) {
-			problem(f, "readdir cookie table: record with a %zu-byte key and a %zu-byte "
-				   "value",
+			problem(f,
+				"readdir cookie table: record with a %zu-byte key and a %zu-byte "
+				"value",
 				klen, vlen);
 			continue;
 		}
@@ -424,12 +431,13 @@ static void check_links(struct fsck *f)
 			continue;
 		}
 		if (fi->orphan && fi->nlink != 0)
-			problem(f, "'%s' (inode %llu) is listed as an orphan but has nlink %llu", path,
-				(unsigned long long)ino, (unsigned long long)fi->nlink);
+			problem(f, "'%s' (inode %llu) is listed as an orphan but has nlink %llu",
+				path, (unsigned long long)ino, (unsigned long long)fi->nlink);
 		if (S_ISDIR(fi->mode)) {
 			if (fi->nlink != 2 + fi->subdirs)
-				problem(f, "directory '%s' (inode %llu): nlink %llu, expected %llu", path,
-					(unsigned long long)ino, (unsigned long long)fi->nlink,
+				problem(f, "directory '%s' (inode %llu): nlink %llu, expected %llu",
+					path, (unsigned long long)ino,
+					(unsigned long long)fi->nlink,
 					(unsigned long long)(2 + fi->subdirs));
 			if (ino != STORE_ROOT_INO && fi->links > 1)
 				problem(f, "directory '%s' (inode %llu) has %llu names", path,
@@ -523,7 +531,8 @@ static int walk_fmap(struct fsck *f, slot_fn fn, bool report)
 		if (klen != FMAP_KEY_LEN || vlen % STORE_CHUNK_ID_LEN ||
 		    vlen > FMAP_SLOTS * STORE_CHUNK_ID_LEN) {
 			if (report)
-				problem(f, "file map: record with a %zu-byte key and a %zu-byte value",
+				problem(f,
+					"file map: record with a %zu-byte key and a %zu-byte value",
 					klen, vlen);
 			continue;
 		}
@@ -584,8 +593,9 @@ static void check_refcounts(struct fsck *f)
 
 		if (!(e->flags & CIDMAP_USED) || e->counted == e->loc.refs)
 			continue;
-		problem(f, "chunk %s: refcount %llu in the index, but %llu file-map slots reference "
-			   "it",
+		problem(f,
+			"chunk %s: refcount %llu in the index, but %llu file-map slots reference "
+			"it",
 			chunk_id_to_hex(e->id.b, hex), (unsigned long long)e->loc.refs,
 			(unsigned long long)e->counted);
 	}
@@ -660,7 +670,7 @@ static int recheck_moved(struct fsck *f, struct cidmap_ent *e, const char *why)
 	struct idx_txn *txn = NULL;
 	const void *v;
 	size_t vlen;
-	struct maint_loc now = { 0 };
+	struct maint_loc now = {0};
 	uint8_t rec[PACK_MAX_REC_LEN];
 	_cleanup_close_ int fd = -1;
 	int r;
@@ -675,9 +685,10 @@ static int recheck_moved(struct fsck *f, struct cidmap_ent *e, const char *why)
 	if (r < 0 || vlen != CHUNK_VAL_LEN || now.pack == e->loc.pack)
 		return mark_bad(f, e, "%s", why);
 	if (pack_open_read(f->s->dirfd, now.pack, &fd) < 0 ||
-	    pread_full(fd, rec, PACK_REC_HDR_LEN + pack_desc_len(now.desc) > sizeof(rec) ?
-					sizeof(rec) :
-					PACK_REC_HDR_LEN + pack_desc_len(now.desc),
+	    pread_full(fd, rec,
+		       PACK_REC_HDR_LEN + pack_desc_len(now.desc) > sizeof(rec)
+			       ? sizeof(rec)
+			       : PACK_REC_HDR_LEN + pack_desc_len(now.desc),
 		       now.off) < 0)
 		return mark_bad(f, e, "%s (and its new location is unreadable)", why);
 	e->loc.pack = now.pack;
@@ -686,8 +697,7 @@ static int recheck_moved(struct fsck *f, struct cidmap_ent *e, const char *why)
 	return check_record(f, e, rec, PACK_REC_HDR_LEN + pack_desc_len(now.desc));
 }
 
-static int verify_pack(struct fsck *f, uint32_t number, struct pref *refs, size_t n,
-		       uint8_t *win)
+static int verify_pack(struct fsck *f, uint32_t number, struct pref *refs, size_t n, uint8_t *win)
 {
 	_cleanup_close_ int fd = -1;
 	char path[64], detail[256];
@@ -698,8 +708,9 @@ static int verify_pack(struct fsck *f, uint32_t number, struct pref *refs, size_
 	pack_path(number, path, sizeof(path));
 	if (number == MAINT_LOST_PACK) {
 		for (size_t i = 0; i < n; i++) {
-			r = mark_bad(f, refs[i].e, "lost: no pack held this chunk when the index "
-						   "was rebuilt");
+			r = mark_bad(f, refs[i].e,
+				     "lost: no pack held this chunk when the index "
+				     "was rebuilt");
 			if (r < 0)
 				return r;
 		}
@@ -709,8 +720,8 @@ static int verify_pack(struct fsck *f, uint32_t number, struct pref *refs, size_
 	if (r < 0) {
 		snprintf(detail, sizeof(detail), "%s", store_last_error());
 		for (size_t i = 0; i < n; i++) {
-			int q = r == -ENOENT ? recheck_moved(f, refs[i].e, "pack is missing") :
-					       mark_bad(f, refs[i].e, "%s", detail);
+			int q = r == -ENOENT ? recheck_moved(f, refs[i].e, "pack is missing")
+					     : mark_bad(f, refs[i].e, "%s", detail);
 			if (q < 0)
 				return q;
 		}
@@ -875,7 +886,8 @@ static int check_sealed_id(struct fsck *f, uint64_t ino, const char *name, const
 		problem(f, "sealed checkpoint '%s': cannot rebuild its manifest from the index: %s",
 			name, store_last_error());
 	else if (memcmp(id, fi->content_id, STORE_CONTENT_ID_LEN) != 0)
-		problem(f, "sealed checkpoint '%s': the index now gives content id %s, sealed as %s",
+		problem(f,
+			"sealed checkpoint '%s': the index now gives content id %s, sealed as %s",
 			name, chunk_id_to_hex(id, hex), chunk_id_to_hex(fi->content_id, hex2));
 	return 0;
 }
@@ -885,7 +897,7 @@ static int check_one_manifest(struct fsck *f, uint64_t ino, const char *name, bo
 	_cleanup_free_ uint8_t *body = NULL;
 	struct fino *fi = u64map_get(&f->inodes, ino);
 	struct manifest_header h;
-	const struct manifest_ops none = { 0 };
+	const struct manifest_ops none = {0};
 	char rel[96], hex[CHUNK_ID_HEX_LEN], hex2[CHUNK_ID_HEX_LEN];
 	bool sealed = fi && (fi->flags & INODE_F_SEALED);
 	size_t len;
@@ -923,15 +935,17 @@ static int check_one_manifest(struct fsck *f, uint64_t ino, const char *name, bo
 	if (!(h.flags & MANIFEST_F_SEALED))
 		problem(f, "sealed checkpoint '%s': manifest '%s' is not marked sealed", name, rel);
 	if (memcmp(h.content_id, fi->content_id, STORE_CONTENT_ID_LEN) != 0)
-		problem(f, "sealed checkpoint '%s': manifest content id %s differs from the index's %s",
-			name, chunk_id_to_hex(h.content_id, hex), chunk_id_to_hex(fi->content_id, hex2));
+		problem(f,
+			"sealed checkpoint '%s': manifest content id %s differs from the index's %s",
+			name, chunk_id_to_hex(h.content_id, hex),
+			chunk_id_to_hex(fi->content_id, hex2));
 	return 0;
 }
 
 static int check_manifests(struct fsck *f)
 {
 	_cleanup_close_ int fd = -1;
-	struct u64map present = { 0 };
+	struct u64map present = {0};
 	struct dirent *de;
 	DIR *d;
 	int r = 0;
@@ -973,8 +987,9 @@ static int check_manifests(struct fsck *f)
 			continue;
 		ino = strtoull(nm, NULL, 10);
 		if (!u64map_get(&present, ino))
-			problem(f, "manifest '" STORE_MANIFEST_DIR "/%s' belongs to no checkpoint in "
-				   "the index",
+			problem(f,
+				"manifest '" STORE_MANIFEST_DIR "/%s' belongs to no checkpoint in "
+				"the index",
 				nm);
 	}
 	closedir(d);
@@ -985,7 +1000,7 @@ out:
 
 int store_fsck(struct store *s, store_fsck_cb cb, void *ctx)
 {
-	struct fsck f = { .s = s, .cb = cb, .ctx = ctx };
+	struct fsck f = {.s = s, .cb = cb, .ctx = ctx};
 	int r;
 
 	r = idx_txn_begin(s->db, false, &f.txn);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -28,10 +29,12 @@
 
 /* A pack is rewritten once this share of it is garbage; an all-garbage pack always goes. */
 #define GC_MIN_GARBAGE_PCT 10u
-#define GC_COPY_BUF        (1u << 20)
-#define GC_MAX_GROUP       256u
+#define GC_COPY_BUF	   (1u << 20)
+#define GC_MAX_GROUP	   256u
 /* Records looked up per read transaction while scanning (keeps LMDB readers short-lived). */
 #define GC_TXN_RECORDS 4096u
+/* A young pack holding records no index entry names is left alone for this long. */
+#define GC_QUIET_SECS 60u
 
 bool maint_fault(const char *point)
 {
@@ -209,7 +212,7 @@ struct gc {
 	struct idx_txn *rtxn; /* read txn used while scanning */
 	unsigned rtxn_uses;
 	struct gc_victim *cur;
-	int err;
+	bool probe_hit; /* the probe met a record no index entry names */
 };
 
 static void victim_done(struct gc_victim *v)
@@ -274,26 +277,10 @@ static int gc_lookup(struct idx_txn *txn, const struct chunk_id *id, struct main
 	return 0;
 }
 
-static int gc_scan_cb(void *ctx, const struct chunk_id *id, uint64_t off, uint32_t desc,
-		      const void *payload)
+/* Looks id up in the scan's read transaction, renewed every GC_TXN_RECORDS lookups. */
+static int gc_scan_lookup(struct gc *g, const struct chunk_id *id, struct maint_loc *ret)
 {
-	struct gc *g = ctx;
-	struct gc_victim *v = g->cur;
-	struct cidmap_ent *e;
-	struct maint_loc loc;
-	uint32_t reclen = PACK_REC_HDR_LEN + pack_desc_len(desc);
 	int r;
-
-	if (v->nrecs == v->cap) {
-		struct gc_rec *nr = realloc(v->recs, (v->cap = v->cap ? v->cap * 2 : 1024) *
-							     sizeof(*nr));
-		if (!nr)
-			return -ENOMEM;
-		v->recs = nr;
-	}
-	v->recs[v->nrecs].id = *id;
-	v->recs[v->nrecs].off = off;
-	v->nrecs++;
 
 	if (g->rtxn_uses++ >= GC_TXN_RECORDS) {
 		idx_txn_abort(g->rtxn);
@@ -305,7 +292,46 @@ static int gc_scan_cb(void *ctx, const struct chunk_id *id, uint64_t off, uint32
 		if (r < 0)
 			return r;
 	}
-	r = gc_lookup(g->rtxn, id, &loc);
+	return gc_lookup(g->rtxn, id, ret);
+}
+
+/* Probe of a recently written pack: stops (1) at the first record no index entry names. */
+static int gc_probe_cb(void *ctx, const struct chunk_id *id, uint64_t off, uint32_t desc,
+		       const void *payload)
+{
+	struct gc *g = ctx;
+	struct maint_loc loc;
+	int r = gc_scan_lookup(g, id, &loc);
+
+	if (r == -ENOENT) {
+		g->probe_hit = true;
+		return 1;
+	}
+	return r == -EBADMSG ? 0 : r;
+}
+
+static int gc_scan_cb(void *ctx, const struct chunk_id *id, uint64_t off, uint32_t desc,
+		      const void *payload)
+{
+	struct gc *g = ctx;
+	struct gc_victim *v = g->cur;
+	struct cidmap_ent *e;
+	struct maint_loc loc;
+	uint32_t reclen = PACK_REC_HDR_LEN + pack_desc_len(desc);
+	int r;
+
+	if (v->nrecs == v->cap) {
+		struct gc_rec *nr =
+			realloc(v->recs, (v->cap = v->cap ? v->cap * 2 : 1024) * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		v->recs = nr;
+	}
+	v->recs[v->nrecs].id = *id;
+	v->recs[v->nrecs].off = off;
+	v->nrecs++;
+
+	r = gc_scan_lookup(g, id, &loc);
 	if (r == -ENOENT || r == -EBADMSG)
 		return 0; /* not this record's business: garbage here */
 	if (r < 0)
@@ -384,6 +410,24 @@ static int gc_take_victim(struct gc *g, uint32_t number, struct gc_victim *v)
 		victim_done(v);
 		return 1;
 	}
+	if (time(NULL) - st.st_mtime < GC_QUIET_SECS) {
+		/* A record no entry names may be one a writer appended and has not indexed yet
+		 * (its flush commits after the pack was unlocked, e.g. at a pack roll); only
+		 * refcount-0 and duplicate records are certain garbage in a young pack. */
+		g->probe_hit = false;
+		r = pack_scan(v->fd, number, gc_probe_cb, g, NULL);
+		if (r < 0 && r != -EBADMSG && r != -EOPNOTSUPP) {
+			victim_done(v);
+			return r;
+		}
+		if (g->probe_hit) {
+			log_debug("gc: pack %u was written less than %us ago and holds unindexed "
+				  "records; left for a later gc",
+				  number, GC_QUIET_SECS);
+			victim_done(v);
+			return 1;
+		}
+	}
 	g->cur = v;
 	r = pack_scan(v->fd, number, gc_scan_cb, g, NULL);
 	g->cur = NULL;
@@ -437,7 +481,6 @@ static int gc_commit_group(struct gc *g, struct gc_victim *vs, size_t nv)
 				break;
 			}
 		}
-		r = 0;
 		if (v->aborted)
 			continue;
 		/* Pass 2: apply. */
@@ -447,10 +490,8 @@ static int gc_commit_group(struct gc *g, struct gc_victim *vs, size_t nv)
 			uint8_t val[CHUNK_VAL_LEN];
 
 			r = gc_lookup(txn, &v->recs[j].id, &loc);
-			if (r == -ENOENT || r == -EBADMSG) {
-				r = 0;
+			if (r == -ENOENT || r == -EBADMSG)
 				continue;
-			}
 			if (r < 0)
 				goto fail;
 			if (loc.pack != v->number)
@@ -462,8 +503,8 @@ static int gc_commit_group(struct gc *g, struct gc_victim *vs, size_t nv)
 				loc.pack = e->loc.pack;
 				loc.off = e->loc.off;
 				maint_loc_encode(val, &loc);
-				r = idx_put(txn, IDX_CHUNKS, v->recs[j].id.b, STORE_CHUNK_ID_LEN, val,
-					    sizeof(val), 0);
+				r = idx_put(txn, IDX_CHUNKS, v->recs[j].id.b, STORE_CHUNK_ID_LEN,
+					    val, sizeof(val), 0);
 			}
 			if (r < 0)
 				goto fail;
@@ -522,7 +563,8 @@ static int gc_finish_group(struct gc *g, struct gc_victim *vs, size_t nv)
 	}
 	/* The new pack's own header is space gc added back. */
 	if (g->w && ndone > 0)
-		g->stats.bytes_reclaimed -= MIN(g->stats.bytes_reclaimed, (uint64_t)PACK_HEADER_LEN);
+		g->stats.bytes_reclaimed -=
+			MIN(g->stats.bytes_reclaimed, (uint64_t)PACK_HEADER_LEN);
 	if (g->w && ndone == 0) {
 		char path[64];
 
@@ -590,7 +632,7 @@ static bool gc_wants(const struct gc_pack *p, uint64_t size)
 
 int store_gc(struct store *s, struct store_gc_stats *ret_stats)
 {
-	struct gc g = { .s = s };
+	struct gc g = {.s = s};
 	_cleanup_free_ uint32_t *numbers = NULL;
 	_cleanup_free_ struct gc_pack *packs = NULL;
 	_cleanup_free_ struct chunk_id *lost = NULL;
@@ -621,7 +663,8 @@ int store_gc(struct store *s, struct store_gc_stats *ret_stats)
 		struct stat st;
 
 		pack_path(packs[i].number, path, sizeof(path));
-		if (fstatat(s->dirfd, path, &st, 0) < 0 || !gc_wants(&packs[i], (uint64_t)st.st_size))
+		if (fstatat(s->dirfd, path, &st, 0) < 0 ||
+		    !gc_wants(&packs[i], (uint64_t)st.st_size))
 			continue;
 		r = gc_take_victim(&g, packs[i].number, &group[ng]);
 		if (r < 0) {

@@ -13,8 +13,9 @@
 #define IDX_MAPSIZE (1ULL << 40)
 
 static const char *const dbi_names[IDX_NDBI] = {
-	[IDX_META] = "meta",       [IDX_INODES] = "inodes", [IDX_DIRENTS] = "dirents",
-	[IDX_DIRCOOKIES] = "dircookies", [IDX_FMAP] = "fmap",  [IDX_CHUNKS] = "chunks",
+	[IDX_META] = "meta",	   [IDX_INODES] = "inodes",
+	[IDX_DIRENTS] = "dirents", [IDX_DIRCOOKIES] = "dircookies",
+	[IDX_FMAP] = "fmap",	   [IDX_CHUNKS] = "chunks",
 	[IDX_XATTRS] = "xattrs",   [IDX_ORPHANS] = "orphans",
 };
 
@@ -80,8 +81,7 @@ int idx_db_open(const char *dir, bool rdonly, struct idx_db **ret_db)
 		return store_error(mdb_to_errno(rc), "index '%s': %s", dir, mdb_strerror(rc));
 	mdb_env_set_mapsize(db->env, IDX_MAPSIZE);
 	mdb_env_set_maxdbs(db->env, IDX_NDBI + 4);
-	rc = mdb_env_open(db->env, dir,
-			  MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD | (rdonly ? MDB_RDONLY : 0), 0644);
+	rc = mdb_env_open(db->env, dir, MDB_NOSYNC | MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0644);
 	if (rc)
 		goto fail;
 	rc = mdb_txn_begin(db->env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
@@ -139,6 +139,45 @@ int idx_db_used_bytes(struct idx_db *db, uint64_t *ret_bytes)
 	return 0;
 }
 
+int idx_db_page_usage(struct idx_db *db, uint64_t *ret_used, uint64_t *ret_total)
+{
+	MDB_envinfo info;
+	MDB_txn *txn = NULL;
+	MDB_stat st;
+	uint64_t used = 2; /* the two meta pages */
+	int rc;
+
+	rc = mdb_env_info(db->env, &info);
+	if (rc)
+		return mdb_to_errno(rc);
+	rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return mdb_to_errno(rc);
+	/* dbi 1 is LMDB's main database (it holds the names of ours). */
+	rc = mdb_stat(txn, 1, &st);
+	for (int i = 0; !rc && i <= IDX_NDBI; i++) {
+		used += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+		if (i < IDX_NDBI)
+			rc = mdb_stat(txn, db->dbi[i], &st);
+	}
+	mdb_txn_abort(txn);
+	if (rc)
+		return mdb_to_errno(rc);
+	*ret_used = used;
+	*ret_total = (uint64_t)info.me_last_pgno + 1;
+	return 0;
+}
+
+int idx_db_copy_compact(struct idx_db *db, int fd)
+{
+	int rc = mdb_env_copyfd2(db->env, fd, MDB_CP_COMPACT);
+
+	if (rc)
+		return store_error(mdb_to_errno(rc), "compact copy of the index: %s",
+				   mdb_strerror(rc));
+	return 0;
+}
+
 int idx_txn_begin(struct idx_db *db, bool write, struct idx_txn **ret_txn)
 {
 	struct idx_txn *t;
@@ -180,7 +219,7 @@ void idx_txn_abort(struct idx_txn *txn)
 int idx_get(struct idx_txn *txn, enum idx_dbi dbi, const void *key, size_t klen,
 	    const void **ret_val, size_t *ret_vlen)
 {
-	MDB_val k = { .mv_size = klen, .mv_data = (void *)key }, v;
+	MDB_val k = {.mv_size = klen, .mv_data = (void *)key}, v;
 	int rc = mdb_get(txn->txn, txn->db->dbi[dbi], &k, &v);
 
 	if (rc)
@@ -193,8 +232,8 @@ int idx_get(struct idx_txn *txn, enum idx_dbi dbi, const void *key, size_t klen,
 int idx_put(struct idx_txn *txn, enum idx_dbi dbi, const void *key, size_t klen, const void *val,
 	    size_t vlen, unsigned flags)
 {
-	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
-	MDB_val v = { .mv_size = vlen, .mv_data = (void *)val };
+	MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
+	MDB_val v = {.mv_size = vlen, .mv_data = (void *)val};
 
 	return mdb_to_errno(mdb_put(txn->txn, txn->db->dbi[dbi], &k, &v,
 				    (flags & IDX_NOOVERWRITE) ? MDB_NOOVERWRITE : 0));
@@ -203,8 +242,8 @@ int idx_put(struct idx_txn *txn, enum idx_dbi dbi, const void *key, size_t klen,
 int idx_put_reserve(struct idx_txn *txn, enum idx_dbi dbi, const void *key, size_t klen,
 		    size_t vlen, void **ret_val)
 {
-	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
-	MDB_val v = { .mv_size = vlen, .mv_data = NULL };
+	MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
+	MDB_val v = {.mv_size = vlen, .mv_data = NULL};
 	int rc = mdb_put(txn->txn, txn->db->dbi[dbi], &k, &v, MDB_RESERVE);
 
 	if (rc)
@@ -215,7 +254,7 @@ int idx_put_reserve(struct idx_txn *txn, enum idx_dbi dbi, const void *key, size
 
 int idx_del(struct idx_txn *txn, enum idx_dbi dbi, const void *key, size_t klen)
 {
-	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
+	MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
 
 	return mdb_to_errno(mdb_del(txn->txn, txn->db->dbi[dbi], &k, NULL));
 }
@@ -277,7 +316,7 @@ static int cursor_get(struct idx_cursor *cur, MDB_val *k, MDB_cursor_op op, cons
 int idx_cursor_seek(struct idx_cursor *cur, const void *key, size_t klen, const void **ret_key,
 		    size_t *ret_klen, const void **ret_val, size_t *ret_vlen)
 {
-	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
+	MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
 
 	return cursor_get(cur, &k, key ? MDB_SET_RANGE : MDB_FIRST, ret_key, ret_klen, ret_val,
 			  ret_vlen);
@@ -286,7 +325,7 @@ int idx_cursor_seek(struct idx_cursor *cur, const void *key, size_t klen, const 
 int idx_cursor_next(struct idx_cursor *cur, const void **ret_key, size_t *ret_klen,
 		    const void **ret_val, size_t *ret_vlen)
 {
-	MDB_val k = { 0 };
+	MDB_val k = {0};
 
 	return cursor_get(cur, &k, MDB_NEXT, ret_key, ret_klen, ret_val, ret_vlen);
 }

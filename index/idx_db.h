@@ -21,14 +21,14 @@
 #include <stdint.h>
 
 enum idx_dbi {
-	IDX_META,       /* ascii name -> u64 (next_ino, next_pack, format) */
-	IDX_INODES,     /* be64 ino -> struct inode record (index/inode.h) */
-	IDX_DIRENTS,    /* be64 parent + name -> le64 ino, le64 cookie, le32 mode */
+	IDX_META,	/* ascii name -> u64 (next_ino, next_pack, format) */
+	IDX_INODES,	/* be64 ino -> struct inode record (index/inode.h) */
+	IDX_DIRENTS,	/* be64 parent + name -> le64 ino, le64 cookie, le32 mode */
 	IDX_DIRCOOKIES, /* be64 parent + be64 cookie -> name */
-	IDX_FMAP,       /* be64 ino + be64 block -> up to 64 chunk ids (16 B each, zero = hole) */
-	IDX_CHUNKS,     /* chunk id -> le32 pack, le64 offset, le32 desc, le64 refcount */
-	IDX_XATTRS,     /* be64 ino + name -> value */
-	IDX_ORPHANS,    /* be64 ino -> empty: unlinked inodes still open somewhere */
+	IDX_FMAP,	/* be64 ino + be64 block -> up to 64 chunk ids (16 B each, zero = hole) */
+	IDX_CHUNKS,	/* chunk id -> le32 pack, le64 offset, le32 desc, le64 refcount */
+	IDX_XATTRS,	/* be64 ino + name -> value */
+	IDX_ORPHANS,	/* be64 ino -> empty: unlinked inodes still open somewhere */
 	IDX_NDBI,
 };
 
@@ -43,6 +43,11 @@ void idx_db_close(struct idx_db *db);
 int idx_db_sync(struct idx_db *db);
 /* Bytes of data.mdb actually in use (pages * page size). */
 int idx_db_used_bytes(struct idx_db *db, uint64_t *ret_bytes);
+
+/* Pages in use by the databases, and pages in the file (the rest is LMDB's free list). */
+int idx_db_page_usage(struct idx_db *db, uint64_t *ret_used, uint64_t *ret_total);
+/* Writes a copy without free pages to fd (mdb_env_copyfd2 with MDB_CP_COMPACT). */
+int idx_db_copy_compact(struct idx_db *db, int fd);
 
 int idx_txn_begin(struct idx_db *db, bool write, struct idx_txn **ret_txn);
 int idx_txn_commit(struct idx_txn *txn); /* frees txn, also on failure */

@@ -26,9 +26,9 @@
 
 #include "index/store.h"
 
-#define INODE_REC_LEN   128u
-#define INODE_F_SEALED  1u
-#define INODE_MAX_LINK  4095u
+#define INODE_REC_LEN  128u
+#define INODE_F_SEALED 1u
+#define INODE_MAX_LINK 4095u
 
 struct inode {
 	uint64_t ino;

@@ -64,12 +64,12 @@ struct cidmap_ent {
 	uint64_t counted;  /* fsck: file-map slots referencing it */
 	uint64_t src_off;  /* gc: where the copied record came from */
 	uint32_t src_pack; /* gc: which pack it came from */
-	uint32_t flags;    /* CIDMAP_* */
+	uint32_t flags;	   /* CIDMAP_* */
 };
 
 enum {
 	CIDMAP_USED = 1u << 0,
-	CIDMAP_BAD = 1u << 1,    /* fsck: failed verification */
+	CIDMAP_BAD = 1u << 1,	 /* fsck: failed verification */
 	CIDMAP_COPIED = 1u << 2, /* gc: copied into the new pack */
 };
 

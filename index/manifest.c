@@ -242,8 +242,8 @@ static int walk_entry(struct walk *w, uint64_t ino, uint32_t parent_id, const ch
 			    vlen != DIRENT_VAL_LEN)
 				break;
 			if (n == cap) {
-				struct kid *nk = realloc(kids, (cap = cap ? cap * 2 : 16) *
-								       sizeof(*kids));
+				struct kid *nk =
+					realloc(kids, (cap = cap ? cap * 2 : 16) * sizeof(*kids));
 				if (!nk) {
 					r = -ENOMEM;
 					break;
@@ -272,7 +272,7 @@ out:
 int manifest_build(struct idx_txn *txn, uint64_t ckpt_ino, const char *name, uint8_t **ret_body,
 		   size_t *ret_len, uint8_t ret_content_id[STORE_CONTENT_ID_LEN])
 {
-	struct walk w = { .txn = txn, .next_id = 1 };
+	struct walk w = {.txn = txn, .next_id = 1};
 	size_t name_len = strlen(name), entries_at;
 	int r;
 
@@ -369,16 +369,17 @@ int manifest_read(int store_dirfd, const char *relpath, struct manifest_header *
 		return store_error(-EBADMSG, "manifest '%s': bad magic", relpath);
 	h.version = le32_get(raw + 8);
 	if (h.version != MANIFEST_VERSION)
-		return store_error(-EOPNOTSUPP,
-				   "manifest '%s' has format version %u; this build reads version %u",
-				   relpath, h.version, MANIFEST_VERSION);
+		return store_error(
+			-EOPNOTSUPP,
+			"manifest '%s' has format version %u; this build reads version %u", relpath,
+			h.version, MANIFEST_VERSION);
 	h.flags = le32_get(raw + 12);
 	h.ckpt_ino = le64_get(raw + 16);
 	h.body_len = le64_get(raw + 24);
 	memcpy(h.content_id, raw + 32, STORE_CONTENT_ID_LEN);
 	if (h.body_len < 2 || h.body_len > MANIFEST_MAX_BODY)
-		return store_error(-EBADMSG, "manifest '%s': implausible body length %llu",
-				   relpath, (unsigned long long)h.body_len);
+		return store_error(-EBADMSG, "manifest '%s': implausible body length %llu", relpath,
+				   (unsigned long long)h.body_len);
 	body = malloc(h.body_len);
 	if (!body)
 		return -ENOMEM;
@@ -447,7 +448,7 @@ static void get_ts(struct rd *r, struct timespec *ts)
 int manifest_parse(const uint8_t *body, size_t len, const struct manifest_ops *ops, void *ctx,
 		   char *ret_name)
 {
-	struct rd rd = { .p = body, .left = len };
+	struct rd rd = {.p = body, .left = len};
 	uint16_t nlen = get_u16(&rd);
 	const uint8_t *name = take(&rd, nlen);
 	uint32_t expect_id = 1;
@@ -515,15 +516,15 @@ int manifest_parse(const uint8_t *body, size_t len, const struct manifest_ops *o
 			return store_error(-EBADMSG, "manifest: truncated entry %u", e.id);
 		if (ops->entry && (r = ops->entry(ctx, &e)) < 0)
 			return r;
-		struct rd xr = { .p = xstart, .left = xleft };
+		struct rd xr = {.p = xstart, .left = xleft};
 		for (uint32_t i = 0; i < nx; i++) {
 			uint8_t xn = get_u8(&xr);
 			const uint8_t *xname = take(&xr, xn);
 			uint32_t vl = get_u32(&xr);
 			const uint8_t *v = take(&xr, vl);
 
-			if (ops->xattr && (r = ops->xattr(ctx, e.id, (const char *)xname, xn, v, vl)) <
-						  0)
+			if (ops->xattr &&
+			    (r = ops->xattr(ctx, e.id, (const char *)xname, xn, v, vl)) < 0)
 				return r;
 		}
 		if (S_ISREG(e.mode)) {
@@ -536,7 +537,8 @@ int manifest_parse(const uint8_t *body, size_t len, const struct manifest_ops *o
 				if (rd.bad || count == 0 || add_overflows_u64(first, count, &end) ||
 				    first < last_end ||
 				    end > (e.size + STORE_CHUNK_SIZE - 1) / STORE_CHUNK_SIZE)
-					return store_error(-EBADMSG, "manifest: bad chunk run in entry %u",
+					return store_error(-EBADMSG,
+							   "manifest: bad chunk run in entry %u",
 							   e.id);
 				last_end = end;
 				for (uint32_t j = 0; j < count; j++) {
@@ -544,12 +546,14 @@ int manifest_parse(const uint8_t *body, size_t len, const struct manifest_ops *o
 					const uint8_t *ip = take(&rd, STORE_CHUNK_ID_LEN);
 
 					if (!ip)
-						return store_error(-EBADMSG,
-								   "manifest: truncated chunk list in "
-								   "entry %u",
-								   e.id);
+						return store_error(
+							-EBADMSG,
+							"manifest: truncated chunk list in "
+							"entry %u",
+							e.id);
 					memcpy(id.b, ip, STORE_CHUNK_ID_LEN);
-					if (ops->chunk && (r = ops->chunk(ctx, e.id, first + j, &id)) < 0)
+					if (ops->chunk &&
+					    (r = ops->chunk(ctx, e.id, first + j, &id)) < 0)
 						return r;
 				}
 			}

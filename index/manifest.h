@@ -40,12 +40,12 @@
 
 #include "index/chunk_id.h"
 
-#define MANIFEST_MAGIC      "CKPTMANI"
+#define MANIFEST_MAGIC	    "CKPTMANI"
 #define MANIFEST_VERSION    1u
 #define MANIFEST_HEADER_LEN 48u
 #define MANIFEST_F_SEALED   1u
 /* Bodies beyond this are refused as corrupt (a checkpoint of ~1 TiB has ~4 GiB of ids). */
-#define MANIFEST_MAX_BODY   (1ULL << 34)
+#define MANIFEST_MAX_BODY (1ULL << 34)
 
 struct store;
 struct idx_txn;
@@ -61,7 +61,7 @@ struct manifest_header {
 struct manifest_entry {
 	uint32_t id, parent_id;
 	char name[256];
-	bool is_link;     /* hard link: only link_to is valid */
+	bool is_link;	  /* hard link: only link_to is valid */
 	uint32_t link_to; /* id of the entry that owns the inode */
 	uint32_t mode, uid, gid;
 	uint64_t size, rdev;
@@ -71,7 +71,8 @@ struct manifest_entry {
 };
 
 struct manifest_ops {
-	/* Each entry first, then its xattrs, then its chunks. Return < 0 to stop with that error. */
+	/* Each entry first, then its xattrs, then its chunks. Return < 0 to stop with that error.
+	 */
 	int (*entry)(void *ctx, const struct manifest_entry *e);
 	int (*xattr)(void *ctx, uint32_t id, const char *name, size_t name_len, const void *value,
 		     size_t value_len);

@@ -11,7 +11,7 @@
 #include "common/util.h"
 #include "index/store_priv.h"
 
-#define NAME_MAX_LEN  255u
+#define NAME_MAX_LEN   255u
 #define DIRENT_KEY_MAX (8 + NAME_MAX_LEN)
 #define XATTR_KEY_MAX  (8 + 255)
 
@@ -301,7 +301,8 @@ int store_setattr(struct store *s, uint64_t ino, const struct store_attr *attr, 
 	int r;
 
 	pthread_mutex_lock(&s->mu);
-	/* A running flush writes the size/mtime it snapshotted: let it finish first so ours wins. */
+	/* A running flush writes the size/mtime it snapshotted: let it finish first so ours wins.
+	 */
 	for (struct oinode *oi; (oi = u64map_get(&s->inodes, ino)) && oi->fl_active;)
 		pthread_cond_wait(&s->flushed, &s->mu);
 	if (to_set & STORE_SET_SIZE) {
@@ -434,8 +435,9 @@ static int ns_create(struct store *s, uint64_t parent, const char *name, struct 
 	have_dir = true;
 	if (parent == STORE_ROOT_INO && !S_ISDIR(in->mode)) {
 		/* Only checkpoints (directories) live at the top. */
-		r = store_error(-EPERM, "'%s': only directories (checkpoints) may be created at the "
-					"top of the store",
+		r = store_error(-EPERM,
+				"'%s': only directories (checkpoints) may be created at the "
+				"top of the store",
 				name);
 		goto out;
 	}
@@ -476,7 +478,7 @@ out:
 int store_mknod(struct store *s, uint64_t parent, const char *name, uint32_t mode, uint64_t rdev,
 		uint32_t uid, uint32_t gid, struct store_attr *ret_attr)
 {
-	struct inode in = { .mode = mode, .uid = uid, .gid = gid, .rdev = rdev };
+	struct inode in = {.mode = mode, .uid = uid, .gid = gid, .rdev = rdev};
 
 	if ((mode & S_IFMT) == 0)
 		in.mode |= S_IFREG;
@@ -488,7 +490,7 @@ int store_mknod(struct store *s, uint64_t parent, const char *name, uint32_t mod
 int store_mkdir(struct store *s, uint64_t parent, const char *name, uint32_t mode, uint32_t uid,
 		uint32_t gid, struct store_attr *ret_attr)
 {
-	struct inode in = { .mode = S_IFDIR | (mode & 07777), .uid = uid, .gid = gid };
+	struct inode in = {.mode = S_IFDIR | (mode & 07777), .uid = uid, .gid = gid};
 
 	return ns_create(s, parent, name, &in, ret_attr);
 }
@@ -496,7 +498,7 @@ int store_mkdir(struct store *s, uint64_t parent, const char *name, uint32_t mod
 int store_symlink(struct store *s, uint64_t parent, const char *name, const char *target,
 		  uint32_t uid, uint32_t gid, struct store_attr *ret_attr)
 {
-	struct inode in = { .mode = S_IFLNK | 0777, .uid = uid, .gid = gid };
+	struct inode in = {.mode = S_IFLNK | 0777, .uid = uid, .gid = gid};
 
 	in.target_len = strlen(target);
 	if (in.target_len == 0)
@@ -843,10 +845,10 @@ static uint64_t ckpt_of(const struct inode *parent_dir, uint64_t ino)
 int store_rename(struct store *s, uint64_t parent, const char *name, uint64_t newparent,
 		 const char *newname, unsigned flags)
 {
-	struct rename_side a = { .parent = parent, .name = name };
-	struct rename_side b = { .parent = newparent, .name = newname };
+	struct rename_side a = {.parent = parent, .name = name};
+	struct rename_side b = {.parent = newparent, .name = newname};
 	struct idx_txn *txn = NULL;
-	struct inode src = { 0 }, dst = { 0 };
+	struct inode src = {0}, dst = {0};
 	bool have_src = false, have_dst = false, sealed_a, sealed_b, top_move, anc;
 	struct inode *bd;
 	struct timespec now;
@@ -1146,8 +1148,8 @@ static bool is_ckpt_root(const struct inode *in)
 	return in->ino != STORE_ROOT_INO && in->ckpt_ino == in->ino;
 }
 
-int store_setxattr(struct store *s, uint64_t ino, const char *name, const void *value,
-		   size_t size, int flags)
+int store_setxattr(struct store *s, uint64_t ino, const char *name, const void *value, size_t size,
+		   int flags)
 {
 	struct idx_txn *txn = NULL;
 	struct inode in;
@@ -1177,8 +1179,9 @@ int store_setxattr(struct store *s, uint64_t ino, const char *name, const void *
 			return r;
 		inode_done(&in);
 		if (!is_ckpt_root(&in))
-			return store_error(-EPERM, "inode %llu: only a checkpoint directory can be "
-						   "sealed",
+			return store_error(-EPERM,
+					   "inode %llu: only a checkpoint directory can be "
+					   "sealed",
 					   (unsigned long long)ino);
 		return ckpt_seal_ino(s, ino, id);
 	}

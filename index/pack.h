@@ -28,15 +28,15 @@
 
 #include "index/chunk_id.h"
 
-#define PACK_MAGIC         "CKPTPACK"
-#define PACK_VERSION       1u
-#define PACK_HEADER_LEN    16u
+#define PACK_MAGIC	   "CKPTPACK"
+#define PACK_VERSION	   1u
+#define PACK_HEADER_LEN	   16u
 #define PACK_REC_HDR_LEN   20u
-#define PACK_CODEC_RAW     0u
-#define PACK_CODEC_ZSTD    1u
+#define PACK_CODEC_RAW	   0u
+#define PACK_CODEC_ZSTD	   1u
 #define PACK_DESC_LEN_MASK 0x00ffffffu
 #define PACK_MAX_REC_LEN   (PACK_REC_HDR_LEN + STORE_CHUNK_SIZE)
-#define PACK_DIR           "packs"
+#define PACK_DIR	   "packs"
 
 static inline uint32_t pack_desc(uint32_t len, uint32_t codec)
 {
@@ -68,17 +68,22 @@ uint64_t pack_writer_size(const struct pack_writer *w);
 /* Appends already encoded records (one or many back to back); returns their start offset. On
  * error the file is truncated back so no torn record stays. */
 int pack_writer_append(struct pack_writer *w, const void *recs, size_t len, uint64_t *ret_off);
+/* The same for records spread over iovcnt buffers (iovcnt <= IOV_MAX) totalling len bytes. */
+struct iovec;
+int pack_writer_appendv(struct pack_writer *w, const struct iovec *iov, int iovcnt, size_t len,
+			uint64_t *ret_off);
 int pack_writer_sync(struct pack_writer *w);
 
 /* Opens a pack for reading and checks its header (-EBADMSG, -EOPNOTSUPP naming the file). */
 int pack_open_read(int store_dirfd, uint32_t number, int *ret_fd);
 /* Reads the record at off, checks that it carries id and desc, decodes it and verifies the keyed
  * hash. -EBADMSG on any mismatch (the detail goes to store_last_error). */
-int pack_read_chunk(int fd, uint32_t number, uint64_t off, uint32_t desc,
-		    const struct chunk_id *id, const uint8_t secret[CHUNK_SECRET_LEN], void *page);
+int pack_read_chunk(int fd, uint32_t number, uint64_t off, uint32_t desc, const struct chunk_id *id,
+		    const uint8_t secret[CHUNK_SECRET_LEN], void *page);
 /* Same checks on a record already in memory (rec: header + payload). */
 int pack_check_record(const uint8_t *rec, uint32_t number, uint64_t off, uint32_t desc,
-		      const struct chunk_id *id, const uint8_t secret[CHUNK_SECRET_LEN], void *page);
+		      const struct chunk_id *id, const uint8_t secret[CHUNK_SECRET_LEN],
+		      void *page);
 /* Decodes a record payload into page (no hash check). */
 int pack_decode_payload(uint32_t desc, const void *payload, void *page);
 

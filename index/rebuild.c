@@ -149,14 +149,15 @@ static int rb_pack_cb(void *ctx, const struct chunk_id *id, uint64_t off, uint32
 		      const void *payload)
 {
 	struct rb_scan *sc = ctx;
-	struct maint_loc loc = { .pack = sc->number, .off = off, .desc = desc };
+	struct maint_loc loc = {.pack = sc->number, .off = off, .desc = desc};
 	uint8_t val[CHUNK_VAL_LEN];
 	char hex[CHUNK_ID_HEX_LEN], path[64];
 	int r;
 
 	if (maint_verify_record(sc->b->secret, id, desc, payload) < 0) {
 		pack_path(sc->number, path, sizeof(path));
-		rb_problem(sc->b, "pack '%s' offset %llu: record of chunk %s does not verify; skipped",
+		rb_problem(sc->b,
+			   "pack '%s' offset %llu: record of chunk %s does not verify; skipped",
 			   path, (unsigned long long)off, chunk_id_to_hex(id->b, hex));
 		return 0;
 	}
@@ -182,7 +183,7 @@ static int rb_scan_packs(struct rb *b)
 		return r;
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_close_ int fd = -1;
-		struct rb_scan sc = { .b = b, .number = numbers[i] };
+		struct rb_scan sc = {.b = b, .number = numbers[i]};
 		uint64_t end = 0;
 
 		b->max_pack = MAX(b->max_pack, numbers[i]);
@@ -289,7 +290,8 @@ static int rb_entry(void *ctx, const struct manifest_entry *e)
 		return store_error(-EBADMSG, "manifest '%s': entry %u out of order", b->mpath,
 				   e->id);
 	if (b->nents == b->cap) {
-		struct ment *ne = realloc(b->ents, (b->cap = b->cap ? b->cap * 2 : 64) * sizeof(*ne));
+		struct ment *ne =
+			realloc(b->ents, (b->cap = b->cap ? b->cap * 2 : 64) * sizeof(*ne));
 		if (!ne)
 			return -ENOMEM;
 		b->ents = ne;
@@ -297,8 +299,9 @@ static int rb_entry(void *ctx, const struct manifest_entry *e)
 	if (e->parent_id) {
 		parent = &b->ents[e->parent_id - 1];
 		if (parent->is_link || !S_ISDIR(parent->in.mode))
-			return store_error(-EBADMSG, "manifest '%s': entry %u has a non-directory "
-						     "parent",
+			return store_error(-EBADMSG,
+					   "manifest '%s': entry %u has a non-directory "
+					   "parent",
 					   b->mpath, e->id);
 		pdir = &parent->in;
 	} else {
@@ -358,8 +361,9 @@ static int rb_entry(void *ctx, const struct manifest_entry *e)
 	}
 	r = rb_dirent_add(b, pdir, e->id == 1 ? b->ckpt_name : e->name, m->ino, m->in.mode);
 	if (r == -EEXIST && e->id == 1)
-		return store_error(-EEXIST, "manifest '%s': checkpoint name '%s' is taken by another "
-					    "manifest",
+		return store_error(-EEXIST,
+				   "manifest '%s': checkpoint name '%s' is taken by another "
+				   "manifest",
 				   b->mpath, b->ckpt_name);
 	return r;
 }
@@ -413,8 +417,9 @@ static int rb_chunk(void *ctx, uint32_t id, uint64_t idx, const struct chunk_id 
 		char hex[CHUNK_ID_HEX_LEN], path[512];
 
 		ment_path(b, id, path, sizeof(path));
-		rb_problem(b, "'%s' offset %llu: chunk %s is in no pack; that range of the file "
-			      "now reads as an I/O error",
+		rb_problem(b,
+			   "'%s' offset %llu: chunk %s is in no pack; that range of the file "
+			   "now reads as an I/O error",
 			   path, (unsigned long long)(idx * STORE_CHUNK_SIZE),
 			   chunk_id_to_hex(chunk->b, hex));
 		maint_loc_encode(val, &loc);
@@ -493,7 +498,8 @@ static int rb_replay(struct rb *b, const char *rel, uint64_t want_ino)
 		b->next_ino = saved_next;
 		if (r == -ENOMEM || r == -ENOSPC || r == -EIO)
 			return r;
-		rb_problem(b, "manifest '%s' (checkpoint '%s'): %s; that checkpoint is not restored",
+		rb_problem(b,
+			   "manifest '%s' (checkpoint '%s'): %s; that checkpoint is not restored",
 			   rel, b->ckpt_name, store_last_error());
 		return 0;
 	}
@@ -539,8 +545,9 @@ static int rb_manifests(struct rb *b)
 			continue;
 		ino = strtoull(de->d_name, NULL, 10);
 		if (ino <= STORE_ROOT_INO) {
-			rb_problem(b, "manifest '" STORE_MANIFEST_DIR "/%s': bad checkpoint inode; "
-				      "skipped",
+			rb_problem(b,
+				   "manifest '" STORE_MANIFEST_DIR "/%s': bad checkpoint inode; "
+				   "skipped",
 				   de->d_name);
 			continue;
 		}
@@ -576,7 +583,7 @@ static int rb_manifests(struct rb *b)
 
 int store_rebuild_index_report(const char *path, store_fsck_cb cb, void *ctx)
 {
-	struct rb b = { .path = path, .dirfd = -1, .cb = cb, .ctx = ctx };
+	struct rb b = {.path = path, .dirfd = -1, .cb = cb, .ctx = ctx};
 	_cleanup_close_ int lockfd = -1;
 	_cleanup_free_ char *idxdir = NULL;
 	char aside[96];
@@ -596,11 +603,12 @@ int store_rebuild_index_report(const char *path, store_fsck_cb cb, void *ctx)
 		goto out;
 	}
 	if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
-		r = errno == EWOULDBLOCK ?
-			    store_error(-EBUSY, "store '%s' is mounted (its lock is held): unmount "
-						"it before rebuilding the index",
-					path) :
-			    store_error(-errno, "lock '%s/%s': %m", path, STORE_LOCK_NAME);
+		r = errno == EWOULDBLOCK
+			    ? store_error(-EBUSY,
+					  "store '%s' is mounted (its lock is held): unmount "
+					  "it before rebuilding the index",
+					  path)
+			    : store_error(-errno, "lock '%s/%s': %m", path, STORE_LOCK_NAME);
 		goto out;
 	}
 	r = rb_move_index_aside(&b, aside, sizeof(aside));

@@ -114,8 +114,7 @@ static int header_read(int dirfd, const char *path, uint8_t secret[CHUNK_SECRET_
 		return store_error(-EOPNOTSUPP,
 				   "store '%s' has format version %u; this build reads version %u",
 				   path, version, STORE_FORMAT_VERSION);
-	if (le64_get(hdr + 216) != XXH3_64bits(hdr, 216) ||
-	    le32_get(hdr + 12) != CHUNK_SECRET_LEN)
+	if (le64_get(hdr + 216) != XXH3_64bits(hdr, 216) || le32_get(hdr + 12) != CHUNK_SECRET_LEN)
 		return store_error(-EBADMSG, "store header '%s/%s' is corrupt (checksum mismatch)",
 				   path, STORE_HEADER_NAME);
 	memcpy(secret, hdr + 16, CHUNK_SECRET_LEN);
@@ -145,7 +144,7 @@ static int index_create(const char *path)
 	_cleanup_free_ char *dir = NULL;
 	struct idx_db *db = NULL;
 	struct idx_txn *txn = NULL;
-	struct inode root = { 0 };
+	struct inode root = {0};
 	int r;
 
 	if (asprintf(&dir, "%s/%s", path, STORE_INDEX_DIR) < 0)
@@ -212,7 +211,7 @@ int store_init(const char *path)
 	if (!empty)
 		return store_error(-ENOTEMPTY, "'%s' is not empty and not a ckptfs store", path);
 
-	const char *subdirs[] = { PACK_DIR, STORE_MANIFEST_DIR, STORE_INDEX_DIR };
+	const char *subdirs[] = {PACK_DIR, STORE_MANIFEST_DIR, STORE_INDEX_DIR};
 	for (size_t i = 0; i < ARRAY_SIZE(subdirs); i++)
 		if (mkdirat(dirfd, subdirs[i], 0755) < 0)
 			return store_error(-errno, "create '%s/%s': %m", path, subdirs[i]);
@@ -232,9 +231,12 @@ int store_open(const char *path, unsigned flags, struct store **ret_store)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->dirfd = s->lockfd = -1;
+	s->dirfd = s->lockfd = s->usersfd = -1;
 	s->flags = flags;
 	s->dirty_budget = DIRTY_BUDGET_DEF;
+	s->pack_roll_bytes = PACK_ROLL_BYTES;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	s->enc_threads = ncpu < 1 ? 1 : ncpu > 4 ? 4 : (unsigned)ncpu;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->flushed, NULL);
 	pthread_cond_init(&s->flusher_wake, NULL);
@@ -261,8 +263,9 @@ int store_open(const char *path, unsigned flags, struct store **ret_store)
 		}
 		if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
 			r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-			r = store_error(r, "store '%s' is already opened for writing (mounted?) by "
-					   "another process",
+			r = store_error(r,
+					"store '%s' is already opened for writing (mounted?) by "
+					"another process",
 					path);
 			goto fail;
 		}
@@ -271,11 +274,32 @@ int store_open(const char *path, unsigned flags, struct store **ret_store)
 		r = -ENOMEM;
 		goto fail;
 	}
+	/* Every opener holds this shared while it has the LMDB environment open, so the last
+	 * writable closer can tell that nobody else maps data.mdb and compact it. */
+	s->usersfd = openat(s->dirfd, STORE_INDEX_DIR "/" STORE_USERS_NAME,
+			    O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (s->usersfd < 0 && (flags & STORE_OPEN_RDONLY))
+		s->usersfd = openat(s->dirfd, STORE_INDEX_DIR "/" STORE_USERS_NAME,
+				    O_RDONLY | O_CLOEXEC);
+	if (s->usersfd < 0 && !(flags & STORE_OPEN_RDONLY)) {
+		r = store_error(-errno, "open '%s/%s/%s': %m", path, STORE_INDEX_DIR,
+				STORE_USERS_NAME);
+		goto fail;
+	}
+	/* (A read-only opener on a read-only store goes without: nobody can compact it then.) */
+	while (s->usersfd >= 0 && flock(s->usersfd, LOCK_SH) < 0) {
+		if (errno != EINTR) {
+			r = store_error(-errno, "lock '%s/%s/%s': %m", path, STORE_INDEX_DIR,
+					STORE_USERS_NAME);
+			goto fail;
+		}
+	}
 	r = idx_db_open(idxdir, flags & STORE_OPEN_RDONLY, &s->db);
 	if (r < 0)
 		goto fail;
 	if (flags & STORE_OPEN_EXCLUSIVE) {
-		/* Inodes unlinked while open by a previous mount that died: nobody holds them now. */
+		/* Inodes unlinked while open by a previous mount that died: nobody holds them now.
+		 */
 		r = store_purge_orphans(s);
 		if (r < 0)
 			goto fail;
@@ -290,6 +314,53 @@ int store_open(const char *path, unsigned flags, struct store **ret_store)
 fail:
 	store_close(s);
 	return r;
+}
+
+/*
+ * LMDB never shrinks data.mdb: copy-on-write leaves about one tree's worth of free pages behind
+ * the busiest transactions. When the writable mount closes and no other process has the
+ * environment open (they all hold index/users shared), replace the file by a compact copy if
+ * more than a quarter of it is free. Best effort: any failure keeps the old file.
+ */
+static void index_compact(struct store *s)
+{
+	const char *tmp = STORE_INDEX_DIR "/data.mdb.compact";
+	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int ifd = -1;
+	uint64_t used, total;
+	int r;
+
+	if (s->usersfd < 0 || flock(s->usersfd, LOCK_EX | LOCK_NB) < 0)
+		return;
+	r = idx_db_page_usage(s->db, &used, &total);
+	if (r < 0 || total < 256 || (total - used) * 4 < total)
+		goto out;
+	fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		goto out;
+	r = idx_db_copy_compact(s->db, fd);
+	if (r >= 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r < 0) {
+		(void)unlinkat(s->dirfd, tmp, 0);
+		goto out;
+	}
+	idx_db_close(s->db);
+	s->db = NULL;
+	if (renameat(s->dirfd, tmp, s->dirfd, STORE_INDEX_DIR "/data.mdb") < 0) {
+		log_debug("store: compacting the index of '%s': rename: %m", s->path);
+		(void)unlinkat(s->dirfd, tmp, 0);
+		goto out;
+	}
+	/* The lock file describes the old map (reader table, last txn): let LMDB start anew. */
+	(void)unlinkat(s->dirfd, STORE_INDEX_DIR "/lock.mdb", 0);
+	ifd = openat(s->dirfd, STORE_INDEX_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ifd >= 0)
+		(void)fsync(ifd);
+	log_debug("store: compacted the index of '%s' from %llu to %llu pages", s->path,
+		  (unsigned long long)total, (unsigned long long)used);
+out:
+	(void)flock(s->usersfd, LOCK_SH);
 }
 
 int store_sync(struct store *s)
@@ -321,13 +392,18 @@ void store_close(struct store *s)
 				  store_last_error());
 	}
 	store_drop_inodes(s);
+	page_pool_drain(s);
 	u64map_clear(&s->touched);
+	if (s->db && (s->flags & STORE_OPEN_EXCLUSIVE) && !(s->flags & STORE_OPEN_RDONLY))
+		index_compact(s);
 	idx_db_close(s->db);
 	pack_writer_free(s->pw);
 	for (uint32_t i = 0; i < s->npack_fds; i++)
 		if (s->pack_fds[i] >= 0)
 			close(s->pack_fds[i]);
 	free(s->pack_fds);
+	if (s->usersfd >= 0)
+		close(s->usersfd);
 	if (s->lockfd >= 0)
 		close(s->lockfd);
 	if (s->dirfd >= 0)

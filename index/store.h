@@ -13,10 +13,10 @@
  * checkpoint. Files are cut into 4 KiB chunks at 4 KiB-aligned offsets; an all-zero chunk is stored
  * as nothing (a hole). Chunk id = XXH3-128 keyed with the store's random secret.
  *
- * Writes are buffered in memory per inode (bounded: buffered data spills into packs) and become
- * durable on store_fsync(), store_release() of the last open handle, store_ckpt_seal(), store_sync()
- * or store_close(). Reads see buffered data. Nothing is indexed in LMDB before the pack bytes it
- * points to are fsync'd.
+ * Writes are buffered in memory per inode (bounded: buffered data spills into packs), become
+ * visible in the index at store_release() of the last open handle, and durable on store_fsync(),
+ * store_ckpt_seal(), store_sync() or store_close() (docs/store-format.md has the contract). Reads
+ * see buffered data. Nothing is indexed in LMDB before the pack bytes it points to are fsync'd.
  *
  * Errors: every function returns 0 (or a non-negative count) or -errno. Corrupt on-disk data is
  * -EBADMSG (a chunk whose bytes do not hash to its id reads as -EIO to callers of store_read()),

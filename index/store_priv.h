@@ -29,21 +29,26 @@
 #define STORE_HEADER_MAGIC   "CKPTFS\0S"
 #define STORE_FORMAT_VERSION 1u
 #define STORE_HEADER_LEN     224u
-#define STORE_INDEX_DIR      "index"
+#define STORE_INDEX_DIR	     "index"
 #define STORE_MANIFEST_DIR   "manifests"
-#define STORE_LOCK_NAME      "lock"
+#define STORE_LOCK_NAME	     "lock"
+#define STORE_USERS_NAME     "users"
 
-/* Chunks per file-map block: one LMDB value covers 64 x 4 KiB = 256 KiB of a file. */
-#define FMAP_SLOTS       64u
-#define FMAP_KEY_LEN     16u
-#define CHUNK_VAL_LEN    24u
-#define DIRENT_VAL_LEN   20u
-#define PACK_ROLL_BYTES  (1ULL << 30)
-#define DIRTY_BUDGET_DEF (96ULL << 20)
+/* Chunks per file-map block: one LMDB value covers 255 x 4 KiB of a file. 255 ids are 4080
+ * bytes, exactly one LMDB overflow page (4096 minus its 16-byte header): values that size are
+ * stored at 100 % fill, where 1 KiB values left half of every leaf page empty. */
+#define FMAP_SLOTS 255u
+/* Chunks per in-memory dirty block (one 64-bit presence mask). */
+#define DIRTY_SLOTS	 64u
+#define FMAP_KEY_LEN	 16u
+#define CHUNK_VAL_LEN	 24u
+#define DIRENT_VAL_LEN	 20u
+#define PACK_ROLL_BYTES	 (1ULL << 30)
+#define DIRTY_BUDGET_DEF (64ULL << 20)
 
 struct dblock {
-	uint64_t present;               /* slot has a dirty version (page, or hole if NULL) */
-	uint8_t *pages[FMAP_SLOTS];
+	uint64_t present; /* slot has a dirty version (page, or hole if NULL) */
+	uint8_t *pages[DIRTY_SLOTS];
 };
 
 /*
@@ -58,13 +63,13 @@ struct oinode {
 	uint64_t ckpt_ino;
 	uint32_t opens, wopens;
 	bool sealed;
-	bool unlinked;   /* nlink reached 0 while open: delete at last release */
+	bool unlinked;	 /* nlink reached 0 while open: delete at last release */
 	bool meta_dirty; /* size/mtime differ from the index */
-	bool fl_active;  /* a flush of this inode is running (only one at a time) */
-	bool discard;    /* forget the inode once the running flush ends */
-	uint32_t pins;   /* threads using oi while s->mu is dropped: not freed meanwhile */
-	int flush_err;   /* last flush failure, reported by the next write/fsync/release */
-	uint64_t size;   /* current size (always valid) */
+	bool fl_active;	 /* a flush of this inode is running (only one at a time) */
+	bool discard;	 /* forget the inode once the running flush ends */
+	uint32_t pins;	 /* threads using oi while s->mu is dropped: not freed meanwhile */
+	int flush_err;	 /* last flush failure, reported by the next write/fsync/release */
+	uint64_t size;	 /* current size (always valid) */
 	struct timespec mtime;
 	uint64_t trunc_floor; /* lowest size since the last flush (UINT64_MAX: none) */
 	struct u64map blocks; /* block number -> struct dblock */
@@ -78,24 +83,29 @@ struct store {
 	char *path;
 	int dirfd;
 	int lockfd;
+	int usersfd; /* index/users, flock()ed shared while the LMDB env is open */
 	unsigned flags;
 	struct idx_db *db;
 	uint8_t secret[CHUNK_SECRET_LEN];
 
 	pthread_mutex_t mu;
-	pthread_cond_t flushed;    /* a flush finished (waiters: budget, fl_active) */
+	pthread_cond_t flushed; /* a flush finished (waiters: budget, fl_active) */
 	pthread_cond_t flusher_wake;
-	struct u64map inodes; /* ino -> struct oinode */
-	uint64_t dirty_bytes;   /* all buffered pages, those being flushed included */
-	uint64_t flight_bytes;  /* pages being flushed */
-	uint64_t dirty_budget;  /* writers wait above this */
-	int flusher_err;        /* last background flush failure (0 after a success) */
+	struct u64map inodes;  /* ino -> struct oinode */
+	uint64_t dirty_bytes;  /* all buffered pages, those being flushed included */
+	uint64_t flight_bytes; /* pages being flushed */
+	uint64_t dirty_budget; /* writers wait above this */
+	uint8_t *page_pool;    /* free dirty pages, linked through their first bytes */
+	uint64_t page_pool_n;
+	int flusher_err; /* last background flush failure (0 after a success) */
 	bool flusher_started, flusher_stop;
 	pthread_t flusher;
 	struct u64map touched; /* checkpoints with data indexed since their last manifest */
 
 	pthread_mutex_t pack_mu;
 	struct pack_writer *pw;
+	unsigned enc_threads;	  /* threads compressing one batch of new chunks (1..4) */
+	uint64_t pack_roll_bytes; /* start a new pack past this size (tests make it small) */
 
 	pthread_rwlock_t fds_lock;
 	int *pack_fds; /* index = pack number, -1 = not open */
@@ -176,6 +186,10 @@ int oinode_get(struct store *s, uint64_t ino, struct oinode **ret);
 void oinode_discard(struct store *s, struct oinode *oi);
 /* In-memory truncate from cur_size to size (applied to the index at the next flush). */
 int oinode_truncate(struct store *s, struct oinode *oi, uint64_t size);
+/* Page allocator for dirty buffers (s->mu held). */
+uint8_t *page_alloc(struct store *s);
+void page_free(struct store *s, uint8_t *p);
+void page_pool_drain(struct store *s);
 /* Frees every in-memory inode (store_close). */
 void store_drop_inodes(struct store *s);
 /* Destroys inodes left unlinked-but-open by a process that died (exclusive open only). */

@@ -13,22 +13,23 @@
 
 static void df_usage(FILE *f)
 {
-	fprintf(f, "usage: ckptfs df [--json] STORE\n\n"
-		   "Space used by a store:\n"
-		   "  logical       sum of all file sizes in all checkpoints\n"
-		   "  distinct      distinct non-zero 4 KiB chunks referenced, x 4 KiB\n"
-		   "  stored        compressed bytes of those chunks (pack record bytes)\n"
-		   "  dedup         logical / distinct (holes and zero pages count as deduplicated)\n"
-		   "  compression   distinct / stored\n"
-		   "  total ratio   logical / stored\n"
-		   "  packs         bytes of all pack files on disk, garbage included\n"
-		   "  garbage       pack bytes of chunks nothing references ('ckptfs gc' frees them)\n"
-		   "  index         LMDB index plus manifests on disk\n"
-		   "Works while the store is mounted (shows what the mount has stored so far).\n\n"
-		   "Options:\n"
-		   "  --json      the same fields as one JSON object (bytes and plain ratios)\n"
-		   "  -h, --help  this text\n\n"
-		   "Exit status: 0 ok, 1 failed, 2 usage error.\n");
+	fprintf(f,
+		"usage: ckptfs df [--json] STORE\n\n"
+		"Space used by a store:\n"
+		"  logical       sum of all file sizes in all checkpoints\n"
+		"  distinct      distinct non-zero 4 KiB chunks referenced, x 4 KiB\n"
+		"  stored        compressed bytes of those chunks (pack record bytes)\n"
+		"  dedup         logical / distinct (holes and zero pages count as deduplicated)\n"
+		"  compression   distinct / stored\n"
+		"  total ratio   logical / stored\n"
+		"  packs         bytes of all pack files on disk, garbage included\n"
+		"  garbage       pack bytes of chunks nothing references ('ckptfs gc' frees them)\n"
+		"  index         LMDB index plus manifests on disk\n"
+		"Works while the store is mounted (shows what the mount has stored so far).\n\n"
+		"Options:\n"
+		"  --json      the same fields as one JSON object (bytes and plain ratios)\n"
+		"  -h, --help  this text\n\n"
+		"Exit status: 0 ok, 1 failed, 2 usage error.\n");
 }
 
 static double ratio(uint64_t a, uint64_t b)
@@ -39,9 +40,9 @@ static double ratio(uint64_t a, uint64_t b)
 int cmd_df(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	struct store *s = NULL;
 	struct store_df d;

@@ -13,21 +13,22 @@
 
 static void fsck_usage(FILE *f)
 {
-	fprintf(f, "usage: ckptfs fsck [--rebuild-index] STORE\n\n"
-		   "Verify a store: read every indexed chunk (decompress, keyed hash == id), check every\n"
-		   "file-map slot, refcount, directory entry, link count, readdir cookie, orphan, xattr,\n"
-		   "pack header and sealed checkpoint manifest. Prints one line per problem; a damaged\n"
-		   "chunk is named with its id, pack file, offset and the files (checkpoint/path,\n"
-		   "offset) that reference it. Read-only: works while the store is mounted.\n\n"
-		   "Options:\n"
-		   "  --rebuild-index  throw the LMDB index away (it is moved to STORE/index.broken-TIME,\n"
-		   "                   not deleted) and rebuild it from the pack files and manifests,\n"
-		   "                   then verify the result. Refused while the store is mounted.\n"
-		   "                   Bad pack records are skipped and reported; a chunk a manifest\n"
-		   "                   needs but no pack holds is reported, and that part of its file\n"
-		   "                   reads as an I/O error.\n"
-		   "  -h, --help       this text\n\n"
-		   "Exit status: 0 clean, 1 problems found (or the check could not run), 2 usage error.\n");
+	fprintf(f,
+		"usage: ckptfs fsck [--rebuild-index] STORE\n\n"
+		"Verify a store: read every indexed chunk (decompress, keyed hash == id), check every\n"
+		"file-map slot, refcount, directory entry, link count, readdir cookie, orphan, xattr,\n"
+		"pack header and sealed checkpoint manifest. Prints one line per problem; a damaged\n"
+		"chunk is named with its id, pack file, offset and the files (checkpoint/path,\n"
+		"offset) that reference it. Read-only: works while the store is mounted.\n\n"
+		"Options:\n"
+		"  --rebuild-index  throw the LMDB index away (it is moved to STORE/index.broken-TIME,\n"
+		"                   not deleted) and rebuild it from the pack files and manifests,\n"
+		"                   then verify the result. Refused while the store is mounted.\n"
+		"                   Bad pack records are skipped and reported; a chunk a manifest\n"
+		"                   needs but no pack holds is reported, and that part of its file\n"
+		"                   reads as an I/O error.\n"
+		"  -h, --help       this text\n\n"
+		"Exit status: 0 clean, 1 problems found (or the check could not run), 2 usage error.\n");
 }
 
 static void print_problem(void *ctx, const char *line)
@@ -79,9 +80,9 @@ static int run_fsck(const char *path)
 int cmd_fsck(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "rebuild-index", no_argument, NULL, 'R' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"rebuild-index", no_argument, NULL, 'R'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	bool rebuild = false;
 	int c, r, status;

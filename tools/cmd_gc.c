@@ -12,26 +12,27 @@
 
 static void gc_usage(FILE *f)
 {
-	fprintf(f, "usage: ckptfs gc STORE\n\n"
-		   "Reclaim the space of chunks that no file references any more (after 'ckptfs rm',\n"
-		   "overwrites, truncates, unlinks). Packs that are partly garbage are rewritten: their\n"
-		   "live chunks are copied into a new pack, the index is switched over in one\n"
-		   "transaction, then the old pack is removed; packs that are all garbage are removed.\n"
-		   "Safe while the store is mounted (packs a writer still appends to are skipped) and\n"
-		   "against a crash at any point (a later gc finishes the job).\n\n"
-		   "Prints: packs rewritten, packs deleted, chunks dropped, bytes reclaimed.\n\n"
-		   "Options:\n"
-		   "  -h, --help   this text\n\n"
-		   "Exit status: 0 ok, 1 failed, 2 usage error.\n");
+	fprintf(f,
+		"usage: ckptfs gc STORE\n\n"
+		"Reclaim the space of chunks that no file references any more (after 'ckptfs rm',\n"
+		"overwrites, truncates, unlinks). Packs that are partly garbage are rewritten: their\n"
+		"live chunks are copied into a new pack, the index is switched over in one\n"
+		"transaction, then the old pack is removed; packs that are all garbage are removed.\n"
+		"Safe while the store is mounted (packs a writer still appends to are skipped) and\n"
+		"against a crash at any point (a later gc finishes the job).\n\n"
+		"Prints: packs rewritten, packs deleted, chunks dropped, bytes reclaimed.\n\n"
+		"Options:\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 ok, 1 failed, 2 usage error.\n");
 }
 
 int cmd_gc(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
-	struct store_gc_stats st = { 0 };
+	struct store_gc_stats st = {0};
 	struct store *s = NULL;
 	int c, r;
 

@@ -11,20 +11,21 @@
 
 static void init_usage(FILE *f)
 {
-	fprintf(f, "usage: ckptfs init STORE\n\n"
-		   "Create a new, empty store in the directory STORE (created if missing). An empty\n"
-		   "directory is fine; a directory with other files in it, or one that already holds\n"
-		   "a store, is refused. The store gets a fresh random key for its chunk ids.\n\n"
-		   "Options:\n"
-		   "  -h, --help   this text\n\n"
-		   "Exit status: 0 created, 1 refused or failed, 2 usage error.\n");
+	fprintf(f,
+		"usage: ckptfs init STORE\n\n"
+		"Create a new, empty store in the directory STORE (created if missing). An empty\n"
+		"directory is fine; a directory with other files in it, or one that already holds\n"
+		"a store, is refused. The store gets a fresh random key for its chunk ids.\n\n"
+		"Options:\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 created, 1 refused or failed, 2 usage error.\n");
 }
 
 int cmd_init(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	int c, r;
 

@@ -17,26 +17,27 @@ struct ls_opts {
 
 static void ls_usage(FILE *f)
 {
-	fprintf(f, "usage: ckptfs ls [--json] [--bytes] STORE\n\n"
-		   "List the checkpoints of a store, one per line:\n"
-		   "  NAME     the checkpoint directory\n"
-		   "  SIZE     logical size: sum of its file sizes\n"
-		   "  STORED   compressed bytes of the distinct chunks it references\n"
-		   "  UNIQUE   compressed bytes only it references (what removing it frees at gc)\n"
-		   "  FILES    number of files (hard links counted once)\n"
-		   "  SEALED   yes/no\n"
-		   "  ID       content id of a sealed checkpoint (32 hex digits), '-' otherwise\n"
-		   "Works while the store is mounted (shows what the mount has stored so far).\n\n"
-		   "Options:\n"
-		   "  --json       one JSON array of objects with the same fields (sizes in bytes)\n"
-		   "  -b, --bytes  sizes in bytes instead of human units\n"
-		   "  -h, --help   this text\n\n"
-		   "Exit status: 0 ok, 1 failed, 2 usage error.\n");
+	fprintf(f,
+		"usage: ckptfs ls [--json] [--bytes] STORE\n\n"
+		"List the checkpoints of a store, one per line:\n"
+		"  NAME     the checkpoint directory\n"
+		"  SIZE     logical size: sum of its file sizes\n"
+		"  STORED   compressed bytes of the distinct chunks it references\n"
+		"  UNIQUE   compressed bytes only it references (what removing it frees at gc)\n"
+		"  FILES    number of files (hard links counted once)\n"
+		"  SEALED   yes/no\n"
+		"  ID       content id of a sealed checkpoint (32 hex digits), '-' otherwise\n"
+		"Works while the store is mounted (shows what the mount has stored so far).\n\n"
+		"Options:\n"
+		"  --json       one JSON array of objects with the same fields (sizes in bytes)\n"
+		"  -b, --bytes  sizes in bytes instead of human units\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 ok, 1 failed, 2 usage error.\n");
 }
 
 static const char *human(uint64_t v, bool bytes, char *buf, size_t len)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
 	double d = (double)v;
 	unsigned u = 0;
 
@@ -94,8 +95,8 @@ static int ls_one(void *ctx, const struct store_ckpt_info *ci)
 			printf("null}");
 	} else {
 		if (o->first)
-			printf("%-24s %10s %10s %10s %7s %6s %s\n", "NAME", "SIZE", "STORED", "UNIQUE",
-			       "FILES", "SEALED", "ID");
+			printf("%-24s %10s %10s %10s %7s %6s %s\n", "NAME", "SIZE", "STORED",
+			       "UNIQUE", "FILES", "SEALED", "ID");
 		printf("%-24s %10s %10s %10s %7" PRIu64 " %6s %s\n", ci->name,
 		       human(ci->logical_bytes, o->bytes, a, sizeof(a)),
 		       human(ci->stored_bytes, o->bytes, b, sizeof(b)),
@@ -109,12 +110,12 @@ static int ls_one(void *ctx, const struct store_ckpt_info *ci)
 int cmd_ls(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "bytes", no_argument, NULL, 'b' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"json", no_argument, NULL, 'j'},
+		{"bytes", no_argument, NULL, 'b'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
-	struct ls_opts o = { .first = true };
+	struct ls_opts o = {.first = true};
 	struct store *s = NULL;
 	int c, r;
 
@@ -149,6 +150,9 @@ int cmd_ls(int argc, char **argv)
 	r = store_ckpt_list(s, true, ls_one, &o);
 	if (o.json)
 		printf("%s]\n", o.first ? "" : "\n");
+	else if (r >= 0 && o.first)
+		printf("%-24s %10s %10s %10s %7s %6s %s\n", "NAME", "SIZE", "STORED", "UNIQUE",
+		       "FILES", "SEALED", "ID");
 	if (r < 0) {
 		log_err("list checkpoints of '%s': %s", argv[optind], store_last_error());
 		store_close(s);

@@ -11,20 +11,21 @@
 
 static void rm_usage(FILE *f)
 {
-	fprintf(f, "usage: ckptfs rm STORE NAME...\n\n"
-		   "Remove the named checkpoints, sealed or not, with everything in them. Their chunks\n"
-		   "lose these references; space comes back when 'ckptfs gc STORE' runs. Works while\n"
-		   "the store is mounted. Every name is tried even if an earlier one fails.\n\n"
-		   "Options:\n"
-		   "  -h, --help   this text\n\n"
-		   "Exit status: 0 all removed, 1 some failed (e.g. no such checkpoint), 2 usage.\n");
+	fprintf(f,
+		"usage: ckptfs rm STORE NAME...\n\n"
+		"Remove the named checkpoints, sealed or not, with everything in them. Their chunks\n"
+		"lose these references; space comes back when 'ckptfs gc STORE' runs. Works while\n"
+		"the store is mounted. Every name is tried even if an earlier one fails.\n\n"
+		"Options:\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 all removed, 1 some failed (e.g. no such checkpoint), 2 usage.\n");
 }
 
 int cmd_rm(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	struct store *s = NULL;
 	int c, r, status = 0;

@@ -11,23 +11,24 @@
 
 static void seal_usage(FILE *f)
 {
-	fprintf(f, "usage: ckptfs seal STORE NAME\n\n"
-		   "Seal checkpoint NAME: write its final manifest, make it immutable (writes into it\n"
-		   "fail with EROFS; it can still be renamed or removed as a whole) and print its\n"
-		   "content id, a hash over the manifest that lists every file and chunk id. Sealing\n"
-		   "again prints the same id. Works while the store is mounted; data that the mount\n"
-		   "still buffers is not included - writers should seal through the mount instead:\n"
-		   "  setfattr -n " STORE_SEAL_XATTR " -v 1 MOUNTPOINT/NAME\n\n"
-		   "Options:\n"
-		   "  -h, --help   this text\n\n"
-		   "Exit status: 0 sealed, 1 failed, 2 usage error.\n");
+	fprintf(f,
+		"usage: ckptfs seal STORE NAME\n\n"
+		"Seal checkpoint NAME: write its final manifest, make it immutable (writes into it\n"
+		"fail with EROFS; it can still be renamed or removed as a whole) and print its\n"
+		"content id, a hash over the manifest that lists every file and chunk id. Sealing\n"
+		"again prints the same id. Works while the store is mounted; data that the mount\n"
+		"still buffers is not included - writers should seal through the mount instead:\n"
+		"  setfattr -n " STORE_SEAL_XATTR " -v 1 MOUNTPOINT/NAME\n\n"
+		"Options:\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 sealed, 1 failed, 2 usage error.\n");
 }
 
 int cmd_seal(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	uint8_t id[STORE_CONTENT_ID_LEN];
 	struct store *s = NULL;

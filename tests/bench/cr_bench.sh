@@ -113,8 +113,8 @@ bench_restore mount-restore "$shm/mnt/ck2"
 store_bytes=$(cr_stored_bytes "$shm/store" 2>/dev/null) || store_bytes=$(du -sb "$shm/store" | cut -f1)
 cr_unmount_store "$shm/mnt"
 
-gbps() { echo "scale=2; ${BYTES[$1]:-0} / ${T[$1]} / 1000000000" | bc -l; }
-ratio() { echo "scale=2; ${T[$1]} / ${T[$2]}" | bc -l; }
+gbps() { printf '%.2f' "$(echo "${BYTES[$1]:-0} / ${T[$1]} / 1000000000" | bc -l)"; }
+ratio() { printf '%.2f' "$(echo "${T[$1]} / ${T[$2]}" | bc -l)"; }
 meets() { [ "$(echo "$1 >= $2" | bc -l)" = 1 ] && echo "meets >= $2" || echo "BELOW goal $2"; }
 restore_bytes=${BYTES[tmpfs-incr]}
 BYTES[tmpfs-restore]=$restore_bytes

@@ -86,9 +86,9 @@ is_mounted() { # $1 = absolute path
 	awk -v p="$1" '$5 == p { f = 1 } END { exit !f }' /proc/self/mountinfo
 }
 
-reap() { # $1 = pid: wait for a daemon we started, at most 10 s, then SIGKILL it
+reap() { # $1 = pid: wait for a daemon we started (it flushes its store on unmount), at most 60 s, then SIGKILL it
 	local pid=$1 i
-	for ((i = 0; i < 100; i++)); do
+	for ((i = 0; i < 600; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -340,10 +340,22 @@ target_start() { # T: mounts T's daemon (tmpfs: nothing to do)
 	tpid[$t]=$daemon_pid
 }
 
-target_stop() { # T: unmounts T and reaps its daemon, keeping its peak RSS
-	local t=$1 rss
+# CPU seconds (user + system, all threads) a daemon has used so far. Unlike MB/s it hardly moves
+# when other work shares the machine, so it is the steadier measure of what a target costs.
+cpu_seconds() { # $1 = pid
+	local tck
+	tck=$(getconf CLK_TCK)
+	# fields after the ")" that ends comm: utime and stime are the 12th and 13th
+	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk -v hz="$tck" '{ printf "%.2f", ($12 + $13) / hz }'
+}
+
+phase='write' # which phase target_stop charges the daemon's CPU time to
+target_stop() { # T: unmounts T and reaps its daemon, keeping its peak RSS and CPU time
+	local t=$1 rss cpu
 	[ -n "${tpid[$t]:-}" ] || return 0
 	rss=$(peak_rss_kib "${tpid[$t]}")
+	cpu=$(cpu_seconds "${tpid[$t]}")
+	[ -z "$cpu" ] || res[$t,cpu_$phase]=$(awk -v a="${res[$t,cpu_$phase]:-0}" -v b="$cpu" 'BEGIN { printf "%.2f", a + b }')
 	[ -z "$rss" ] || [ "$rss" -le "${res[$t,rss]:-0}" ] || res[$t,rss]=$rss
 	stop_fuse "${tmnt[$t]}" "${tpid[$t]}"
 	unset "tpid[$t]"
@@ -385,6 +397,7 @@ for ((k = 1; k <= gens; k++)); do
 		fi
 		if [ "$k" -eq 1 ]; then
 			fresh_list[$t]+="$(mbps "$gen_bytes" "$ns") "
+			[ -z "${tpid[$t]:-}" ] || res[$t,cpu_gen1]=$(cpu_seconds "${tpid[$t]}")
 		else
 			incr_ns[$t]=$((${incr_ns[$t]:-0} + ns))
 		fi
@@ -406,6 +419,7 @@ for t in "${alive[@]}"; do
 	[ "$t" = null-fs ] || [ -n "${res[$t,note]:-}" ] || readers+=("$t")
 done
 progress "reading generation $gens back, $read_rounds rounds: ${readers[*]}"
+phase='read'
 declare -A read_list=()
 for ((r = 0; r < read_rounds; r++)); do
 	for t in "${readers[@]}"; do
@@ -458,6 +472,7 @@ done
 # shared. Each round writes a new image (no page in common with anything stored) to every target.
 if [ "$fresh_rounds" -gt 1 ]; then
 	progress "$((fresh_rounds - 1)) more fresh writes per target"
+	phase='fresh'
 	writers=()
 	for t in "${alive[@]}"; do
 		[ -n "${res[$t,note]:-}" ] || ! target_start "$t" || writers+=("$t")
@@ -489,6 +504,7 @@ rm -rf "$shm/t-tmpfs" "$shm/t-passthrough" "$shm/t-passthrough_ll"
 big_note=
 if [ "$big" -eq 1 ]; then
 	progress "big file: generating $big_mib MiB"
+	phase='big'
 	bigf=$shm/big.img
 	big_bytes=$((big_mib * 1048576))
 	if ! "$bin/gen_pages" gen --seed $((seed + 77)) --size-mib "$big_mib" "$bigf" 2>>"$disk/gen.log"; then
@@ -609,6 +625,19 @@ report() {
 	done
 
 	echo
+	echo "daemon CPU time (user + system, all threads; steadier than MB/s on a shared machine):"
+	for t in "${targets[@]}"; do
+		[ -n "${res[$t,cpu_write]:-}" ] || continue
+		info_line "$t, writing the $gens generations" "${res[$t,cpu_write]}" s
+		if [ -n "${res[$t,cpu_gen1]:-}" ]; then
+			info_line "$t, per GB of generation 1 (fresh)" "$(ratio "${res[$t,cpu_gen1]}" "$(awk -v b=$gen_bytes 'BEGIN { print b / 1e9 }')")" s/GB
+			info_line "$t, per GB of generations 2..$gens (incremental)" "$(awk -v a="${res[$t,cpu_write]}" -v g1="${res[$t,cpu_gen1]}" -v b=$((gen_bytes * (gens - 1))) 'BEGIN { printf "%.3f", (a - g1) / (b / 1e9) }')" s/GB
+		fi
+		[ -z "${res[$t,cpu_read]:-}" ] || info_line "$t, per GB read" "$(ratio "${res[$t,cpu_read]}" "$(awk -v b=$((gen_bytes * read_rounds)) 'BEGIN { print b / 1e9 }')")" s/GB
+		[ -z "${res[$t,cpu_fresh]:-}" ] || info_line "$t, per GB of the extra fresh images" "$(ratio "${res[$t,cpu_fresh]}" "$(awk -v b=$((gen_bytes * (fresh_rounds - 1))) 'BEGIN { print b / 1e9 }')")" s/GB
+		[ -z "${res[$t,cpu_big]:-}" ] || info_line "$t, per GB of the big file" "$(ratio "${res[$t,cpu_big]}" "$(awk -v b=$((big_mib * 1048576)) 'BEGIN { print b / 1e9 }')")" s/GB
+	done
+	echo
 	echo "daemon peak RSS (VmHWM just before unmount):"
 	for t in "${targets[@]}"; do
 		[ -z "${res[$t,rss]:-}" ] || info_line "$t, $gens generations + reads" "$(mib "${res[$t,rss]}")" MiB
@@ -644,6 +673,9 @@ cat "$report_file"
 		[ -z "${res[$t,read_all]:-}" ] || echo "throughput,$t read rounds,\"${res[$t,read_all]}\",MB/s,,"
 		[ -z "${res[$t,fresh_all]:-}" ] || echo "throughput,$t fresh rounds,\"${res[$t,fresh_all]}\",MB/s,,"
 		[ -z "${res[$t,rss]:-}" ] || echo "rss,$t,${res[$t,rss]},KiB,,"
+		for m in gen1 write read fresh big; do
+			[ -z "${res[$t,cpu_$m]:-}" ] || echo "cpu,$t $m,${res[$t,cpu_$m]},s,,"
+		done
 		[ -z "${res[$t,bigrss]:-}" ] || echo "rss,$t big file,${res[$t,bigrss]},KiB,,"
 		[ -z "${res[$t,verify]:-}" ] || echo "verify,$t,${res[$t,verify]},,,"
 		[ -z "${res[$t,store_packs]:-}" ] || echo "size,$t packs,${res[$t,store_packs]},bytes,,"

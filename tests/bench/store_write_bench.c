@@ -41,9 +41,9 @@ static uint64_t next(void)
 }
 
 static const char *const words[] = {
-	"the ",   "process ", "memory ", "page ",  "kernel ", "return ", "int ",    "char ",
-	"void ",  "static ",  "struct ", "NULL ",  "error: ", "value=", "0x7ffd", "\n",
-	"libc ",  "malloc ",  "free ",   "python", "import ", "self.",   "def ",    "{\"k\": ",
+	"the ",	 "process ", "memory ", "page ",  "kernel ", "return ", "int ",	  "char ",
+	"void ", "static ",  "struct ", "NULL ",  "error: ", "value=",	"0x7ffd", "\n",
+	"libc ", "malloc ",  "free ",	"python", "import ", "self.",	"def ",	  "{\"k\": ",
 };
 
 static void gen_page(uint8_t *p, unsigned kind)
@@ -281,7 +281,7 @@ int main(int argc, char **argv)
 	}
 	store_close(s);
 
-	struct seen_set set = { .cap = 1 };
+	struct seen_set set = {.cap = 1};
 	while (set.cap < 4 * npages)
 		set.cap <<= 1;
 	set.h = calloc(set.cap, sizeof(*set.h));

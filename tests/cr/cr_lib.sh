@@ -80,18 +80,25 @@ cr_wait_gone() {
 	return 1
 }
 
-# Exit status cr_reaper recorded for PID ("exit N" / "signal N"); waits up to 5 s.
+# How many exits cr_reaper has recorded for PID so far (a PID is reused by every restore).
+cr_reaped_count() {
+	local n
+	n=$(grep -c "^$1 " "$CR_TMP/reaped" 2>/dev/null)
+	echo "${n:-0}"
+}
+
+# Exit status ("exit N" / "signal N") of the next exit of PID cr_reaper records after the
+# cr_restore_detach that set CR_REAPED_BEFORE; waits up to 10 s for it.
 cr_reaped_status() {
-	local pid=$1 i line
-	for ((i = 0; i < 100; i++)); do
-		line=$(grep -E "^$pid " "$CR_TMP/reaped" 2>/dev/null | tail -1)
-		if [ -n "$line" ]; then
-			echo "${line#* }"
+	local pid=$1 i
+	for ((i = 0; i < 200; i++)); do
+		if [ "$(cr_reaped_count "$pid")" -gt "${CR_REAPED_BEFORE:-0}" ]; then
+			grep -E "^$pid " "$CR_TMP/reaped" | sed -n "$((${CR_REAPED_BEFORE:-0} + 1))p" | cut -d' ' -f2-
 			return 0
 		fi
 		sleep 0.05
 	done
-	echo "unknown"
+	echo "unknown (not reaped)"
 	return 1
 }
 
@@ -145,6 +152,7 @@ PY
 cr_restore_detach() {
 	local dir=$1 pid=$2 pf=$CR_TMP/restore.pid rc got
 	rm -f "$pf"
+	CR_REAPED_BEFORE=$(cr_reaped_count "$pid")
 	cr_ckptfs 120 restore --detach --pidfile "$pf" "$dir"
 	rc=$?
 	cr_track "$pid"

@@ -178,6 +178,7 @@ corrupt)
 				printf '\xa5' | dd of="$CR_TMP/bad/$f" bs=1 seek="$off" conv=notrunc status=none
 				cmp -s "$CR_TMP/img/$f" "$CR_TMP/bad/$f" && continue # it was 0xa5 already
 			fi
+			CR_REAPED_BEFORE=$(cr_reaped_count "$pid")
 			timeout -k 5 60 "$CKPTFS" restore --detach --pidfile "$CR_TMP/bad.pid" "$CR_TMP/bad" 2>"$err"
 			rc=$?
 			if [ "$rc" -eq 0 ]; then
@@ -185,7 +186,7 @@ corrupt)
 				# flip in a header is. Only the truncation must always be refused.
 				cr_track "$pid"
 				kill -KILL "$pid" 2>/dev/null
-				cr_wait_gone "$pid" 10
+				cr_reaped_status "$pid" >/dev/null # reaped: the PID is free again
 				[ "$damage" = truncate ] && cr_fail "restore of '$f' truncated to $((size / 2)) bytes succeeded"
 				cr_log "note: restore accepted '$f' with a flipped byte at $off"
 				continue

@@ -68,5 +68,6 @@ if ck_has_cmd fsck; then
 	rc=0
 	out=$("$CKPTFS" fsck "$S" 2>&1) || rc=$?
 	[ "$rc" -ne 0 ] || fail "fsck did not report the flipped bytes: $out"
+	note "fsck exit $rc: $(head -n 1 <<<"$out")"
 fi
 note "PASS"

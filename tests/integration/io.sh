@@ -13,7 +13,7 @@ mkdir -p "$M/c1/fio"
 
 FIO_GLOBAL=(
 	--directory="$M/c1/fio" --ioengine=psync --verify=crc32c --verify_fatal=1
-	--group_reporting --output-format=terse
+	--group_reporting --output-format=terse --verify_state_save=0
 )
 FIO_JOBS=(
 	--name=aligned --rw=randwrite --bs=4k --size=32m --numjobs=2

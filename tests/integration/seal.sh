@@ -49,6 +49,25 @@ setfattr -n user.ckptfs.seal -v 1 "$M/cp1"
 echo fine >"$M/cp2/writable"
 [ "$(cat "$M/cp2/writable")" = fine ] || fail "unsealed checkpoint not writable"
 
+note "the CLI changes the store under the mount"
+mkdir "$M/cp3" "$M/cp4"
+echo x >"$M/cp3/f"
+echo y >"$M/cp4/f"
+if ck_has_cmd seal; then
+	out=$("$CKPTFS" seal "$S" cp3 2>&1) || fail "ckptfs seal while mounted: $out"
+	# Attributes are cached for at most FS_TIMEOUT_LIVE (1 s); writes go to the store anyway.
+	expect_fail "$ROFS" bash -c "echo more >>'$M/cp3/f'"
+	id3=$(getfattr --absolute-names --only-values -n user.ckptfs.content_id "$M/cp3")
+	grep -q "$id3" <<<"$out" || fail "'ckptfs seal' printed '$out', the mount says '$id3'"
+	[ "$(cat "$M/cp3/f")" = x ] || fail "checkpoint sealed by the CLI lost data"
+fi
+if ck_has_cmd rm; then
+	out=$("$CKPTFS" rm "$S" cp4 2>&1) || fail "ckptfs rm while mounted: $out"
+	sleep 1.2
+	[ ! -e "$M/cp4" ] || fail "checkpoint removed by the CLI still visible after the timeout"
+	ls "$M" | grep -qx cp4 && fail "checkpoint removed by the CLI still listed"
+fi
+
 note "after remount: still sealed, same id, same bytes"
 ck_umount "$M"
 ck_mount "$S" "$M"

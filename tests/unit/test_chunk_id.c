@@ -44,7 +44,7 @@ int main(void)
 	page2[2048] = 1;
 	CHECK(!chunk_page_is_zero(page2));
 
-	struct chunk_id h = { { 0x00, 0x01, 0xab, 0xff } };
+	struct chunk_id h = {{0x00, 0x01, 0xab, 0xff}};
 	CHECK(strcmp(chunk_id_to_hex(h.b, hex), "0001abff000000000000000000000000") == 0);
 
 	/* Compressible page round-trips through zstd and shrinks. */

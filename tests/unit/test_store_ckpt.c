@@ -4,6 +4,7 @@
  * content under another name and other inode numbers gives the same id); list/info/remove;
  * manifest version and corruption refusals. */
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 
 #include "common/util.h"
@@ -45,8 +46,7 @@ static int on_entry(void *ctx, const struct manifest_entry *e)
 	return 0;
 }
 
-static int on_xattr(void *ctx, uint32_t id, const char *name, size_t nl, const void *val,
-		    size_t vl)
+static int on_xattr(void *ctx, uint32_t id, const char *name, size_t nl, const void *val, size_t vl)
 {
 	struct seen *v = ctx;
 
@@ -72,15 +72,14 @@ static int on_chunk(void *ctx, uint32_t id, uint64_t idx, const struct chunk_id 
 	return 0;
 }
 
-static const struct manifest_ops ops = { on_entry, on_xattr, on_chunk };
+static const struct manifest_ops ops = {on_entry, on_xattr, on_chunk};
 
 static void set_times(struct store *s, uint64_t ino)
 {
-	struct store_attr a = { 0 };
+	struct store_attr a = {0};
 
 	a.atime.tv_sec = a.mtime.tv_sec = a.ctime.tv_sec = 1700000000;
-	CHECK_EQ(store_setattr(s, ino, &a, STORE_SET_ATIME | STORE_SET_MTIME | STORE_SET_CTIME,
-			       &a),
+	CHECK_EQ(store_setattr(s, ino, &a, STORE_SET_ATIME | STORE_SET_MTIME | STORE_SET_CTIME, &a),
 		 0);
 }
 
@@ -124,7 +123,7 @@ int main(void)
 	size_t len;
 	uint8_t id1[STORE_CONTENT_ID_LEN], id2[STORE_CONTENT_ID_LEN], id3[STORE_CONTENT_ID_LEN];
 	struct store_ckpt_info info;
-	struct seen v = { 0 };
+	struct seen v = {0};
 	int dirfd, n = 0;
 
 	for (unsigned i = 0; i < FILE_LEN; i++)
@@ -194,6 +193,53 @@ int main(void)
 	CHECK_EQ(info.unique_bytes, 0); /* "three" shares all but one chunk... */
 	CHECK_EQ(store_ckpt_info(s, "three", true, &info), 0);
 	CHECK(info.unique_bytes > 0); /* ...which is its own */
+	/* A second process (the CLI) works on the store while this one (the mount) has it open. */
+	struct store_attr lv, lf;
+	REQUIRE(store_mkdir(s, STORE_ROOT_INO, "live", 0755, 0, 0, &lv) == 0);
+	REQUIRE(store_mknod(s, lv.ino, "f", S_IFREG | 0644, 0, 0, 0, &lf) == 0);
+	REQUIRE(store_open_inode(s, lf.ino, true) == 0);
+	CHECK_EQ(store_write(s, lf.ino, data, FILE_LEN, 0), FILE_LEN);
+	CHECK_EQ(store_fsync(s, lf.ino, false), 0);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		struct store *cli = NULL;
+		struct store_ckpt_info ci;
+		struct store_df cdf;
+		uint8_t cid[STORE_CONTENT_ID_LEN];
+		int bad = 0;
+
+		if (store_open(path, STORE_OPEN_EXCLUSIVE, &cli) != -EBUSY)
+			bad |= 1;
+		if (store_open(path, 0, &cli) < 0)
+			_exit(100);
+		if (store_ckpt_info(cli, "live", true, &ci) < 0 || ci.logical_bytes != FILE_LEN)
+			bad |= 2;
+		if (store_df(cli, &cdf) < 0 || cdf.ncheckpoints != 3)
+			bad |= 4;
+		if (store_ckpt_seal(cli, "live", cid) < 0)
+			bad |= 8;
+		if (store_ckpt_remove(cli, "two") < 0)
+			bad |= 16;
+		store_close(cli);
+		_exit(bad);
+	}
+	int status = 0;
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status));
+	CHECK_EQ(WEXITSTATUS(status), 0);
+	/* This process sees both changes at once: nothing namespace-wide is cached. */
+	CHECK_EQ(store_ckpt_info(s, "two", false, &info), -ENOENT);
+	CHECK_EQ(store_ckpt_info(s, "live", false, &info), 0);
+	CHECK(info.sealed);
+	/* A write buffered before we learnt of the seal is refused when it would be stored. */
+	CHECK_EQ(store_write(s, lf.ino, "zz", 2, 0), 2);
+	CHECK_EQ(store_fsync(s, lf.ino, false), -EROFS);
+	CHECK_EQ(store_write(s, lf.ino, "zz", 2, 0), -EROFS);
+	CHECK_EQ(store_release(s, lf.ino, true), 0);
+	uint8_t back[16];
+	CHECK_EQ(store_read(s, lf.ino, back, sizeof(back), 0), sizeof(back));
+	CHECK(memcmp(back, data, sizeof(back)) == 0);
 	store_close(s);
 
 	/* Manifest version and magic checks. */

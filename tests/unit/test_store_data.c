@@ -27,7 +27,9 @@ static void fill(uint8_t *p, size_t n)
 
 		run = MIN(run, n - i);
 		for (size_t j = 0; j < run; j++)
-			p[i + j] = kind == 0 ? 0 : kind == 1 ? (uint8_t)(b + j % 7) : (uint8_t)rng_next();
+			p[i + j] = kind == 0   ? 0
+				   : kind == 1 ? (uint8_t)(b + j % 7)
+					       : (uint8_t)rng_next();
 		i += run;
 	}
 }
@@ -66,7 +68,7 @@ static void random_ops(struct store *s, uint64_t ino, int nops)
 			if (off + len > model_size)
 				model_size = off + len;
 		} else if (what < 56) {
-			struct store_attr a = { .size = rng_next() % MODEL_MAX };
+			struct store_attr a = {.size = rng_next() % MODEL_MAX};
 			CHECK_EQ(store_setattr(s, ino, &a, STORE_SET_SIZE, &a), 0);
 			if (a.size < model_size)
 				memset(model + a.size, 0, model_size - a.size);
@@ -80,7 +82,8 @@ static void random_ops(struct store *s, uint64_t ino, int nops)
 		} else if (what < 64) {
 			CHECK_EQ(store_fsync(s, ino, false), 0);
 		} else {
-			check_read(s, ino, rng_next() % (model_size + 8192), 1 + rng_next() % (1 << 20));
+			check_read(s, ino, rng_next() % (model_size + 8192),
+				   1 + rng_next() % (1 << 20));
 		}
 		if (what < 62) {
 			struct store_attr a;
@@ -101,7 +104,8 @@ static void test_random(const char *path)
 	model = calloc(1, MODEL_MAX);
 	REQUIRE(model);
 	REQUIRE(store_open(path, STORE_OPEN_EXCLUSIVE, &s) == 0);
-	s->dirty_budget = 1 << 20; /* force spills into packs mid-stream */
+	s->dirty_budget = 1 << 20;    /* force spills into packs mid-stream */
+	s->pack_roll_bytes = 1 << 20; /* and many packs, read across */
 	REQUIRE(store_mkdir(s, STORE_ROOT_INO, "rnd", 0755, 0, 0, &c) == 0);
 	REQUIRE(store_mknod(s, c.ino, "f", S_IFREG | 0644, 0, 0, 0, &f) == 0);
 	REQUIRE(store_open_inode(s, f.ino, true) == 0);
@@ -115,6 +119,10 @@ static void test_random(const char *path)
 	CHECK_EQ(f.size, model_size);
 	for (uint64_t off = 0; off < model_size; off += 1 << 20)
 		check_read(s, f.ino, off, 1 << 20);
+	/* Many small packs were written and every one is still needed or garbage. */
+	struct store_df df;
+	CHECK_EQ(store_df(s, &df), 0);
+	CHECK(df.pack_bytes > 4 * (1 << 20));
 	/* And keeps working with the default budget after the reopen. */
 	REQUIRE(store_open_inode(s, f.ino, true) == 0);
 	random_ops(s, f.ino, 300);
@@ -285,7 +293,7 @@ static void test_corruption(const char *dir)
 	snprintf(pack, sizeof(pack), "%s/ckptfs-store", path);
 	fd = open(pack, O_RDWR | O_CLOEXEC);
 	REQUIRE(fd >= 0);
-	uint8_t v[4] = { 9, 0, 0, 0 };
+	uint8_t v[4] = {9, 0, 0, 0};
 	REQUIRE(pwrite(fd, v, 4, 8) == 4);
 	close(fd);
 	CHECK_EQ(store_open(path, 0, &s), -EOPNOTSUPP);

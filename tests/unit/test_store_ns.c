@@ -49,7 +49,7 @@ static void test_init_refusals(const char *dir)
 static void test_namespace(struct store *s)
 {
 	struct store_attr a, c1, c2, sub, f, l;
-	struct dirlist d = { 0 };
+	struct dirlist d = {0};
 	char buf[64];
 
 	CHECK_EQ(store_getattr(s, STORE_ROOT_INO, &a), 0);
@@ -165,12 +165,13 @@ static void test_namespace(struct store *s)
 	CHECK_EQ(store_getattr(s, sub.ino, &a), -ENOENT);
 
 	/* setattr */
-	struct store_attr want = { .mode = 0600, .uid = 42, .gid = 43 };
+	struct store_attr want = {.mode = 0600, .uid = 42, .gid = 43};
 	want.mtime.tv_sec = 1000000;
 	want.mtime.tv_nsec = 5;
 	CHECK_EQ(store_mknod(s, c1.ino, "s", S_IFREG | 0644, 0, 0, 0, &f), 0);
 	CHECK_EQ(store_setattr(s, f.ino, &want,
-			       STORE_SET_MODE | STORE_SET_UID | STORE_SET_GID | STORE_SET_MTIME, &a),
+			       STORE_SET_MODE | STORE_SET_UID | STORE_SET_GID | STORE_SET_MTIME,
+			       &a),
 		 0);
 	CHECK_EQ(a.mode, S_IFREG | 0600);
 	CHECK_EQ(a.uid, 42);
@@ -222,7 +223,7 @@ static void test_seal(struct store *s)
 	CHECK_EQ(store_mknod(s, c.ino, "g", S_IFREG | 0644, 0, 0, 0, &a), -EROFS);
 	CHECK_EQ(store_unlink(s, c.ino, "f"), -EROFS);
 	CHECK_EQ(store_setxattr(s, f.ino, "user.x", "1", 1, 0), -EROFS);
-	struct store_attr m = { .mode = 0 };
+	struct store_attr m = {.mode = 0};
 	CHECK_EQ(store_setattr(s, f.ino, &m, STORE_SET_MODE, &a), -EROFS);
 	CHECK_EQ(store_setattr(s, f.ino, &m, STORE_SET_SIZE, &a), -EROFS);
 	CHECK_EQ(store_getxattr(s, c.ino, STORE_CONTENT_ID_XATTR, hex, sizeof(hex)), 32);

@@ -22,7 +22,7 @@ static int test_failures;
 #define CHECK(cond)                                                                                \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: CHECK failed: %s (last store error: %s)\n",       \
+			fprintf(stderr, "%s:%d: CHECK failed: %s (last store error: %s)\n",        \
 				__FILE__, __LINE__, #cond, store_last_error());                    \
 			test_failures++;                                                           \
 		}                                                                                  \
@@ -32,7 +32,7 @@ static int test_failures;
 #define REQUIRE(cond)                                                                              \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: REQUIRE failed: %s (last store error: %s)\n",     \
+			fprintf(stderr, "%s:%d: REQUIRE failed: %s (last store error: %s)\n",      \
 				__FILE__, __LINE__, #cond, store_last_error());                    \
 			exit(1);                                                                   \
 		}                                                                                  \

@@ -60,7 +60,7 @@ static int hset_add(struct hset *h, XXH128_hash_t k)
 
 static int hset_grow(struct hset *h)
 {
-	struct hset bigger = { .cap = h->cap ? h->cap * 2 : 1u << 16 };
+	struct hset bigger = {.cap = h->cap ? h->cap * 2 : 1u << 16};
 
 	bigger.slots = malloc(bigger.cap * sizeof(*bigger.slots));
 	bigger.used = calloc(bigger.cap, 1);
@@ -159,7 +159,7 @@ static int walk_cb(const char *path, const struct stat *st, int type, struct FTW
 
 int main(int argc, char **argv)
 {
-	struct tally t = { 0 };
+	struct tally t = {0};
 	uint64_t total_chunks = 0, total_bytes = 0;
 	int ret = 1;
 
@@ -184,8 +184,8 @@ int main(int argc, char **argv)
 			log_err("walk of '%s' failed", argv[i]);
 			goto out;
 		}
-		printf("ckpt %s chunks=%" PRIu64 " new=%" PRIu64 " new_bytes=%" PRIu64 "\n", argv[i],
-		       t.chunks, t.new_chunks, t.new_bytes);
+		printf("ckpt %s chunks=%" PRIu64 " new=%" PRIu64 " new_bytes=%" PRIu64 "\n",
+		       argv[i], t.chunks, t.new_chunks, t.new_bytes);
 		total_chunks += t.chunks;
 		total_bytes += t.new_bytes;
 	}

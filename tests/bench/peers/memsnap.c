@@ -33,9 +33,9 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define PAGE_SZ          4096u
-#define PM_PRESENT       (1ULL << 63)
-#define PM_SWAPPED       (1ULL << 62)
+#define PAGE_SZ		  4096u
+#define PM_PRESENT	  (1ULL << 63)
+#define PM_SWAPPED	  (1ULL << 62)
 #define PM_FILE_OR_SHARED (1ULL << 61)
 /* Pagemap entries read per pread; also the longest run of pages copied with one pread. */
 #define PM_BATCH 1024u
@@ -120,7 +120,8 @@ static int freeze_all(pid_t pid, struct frozen *f)
 				continue;
 			r = frozen_add(f, tid);
 			if (r < 0) {
-				log_err("freeze thread %d of %d: %s", (int)tid, (int)pid, strerror(-r));
+				log_err("freeze thread %d of %d: %s", (int)tid, (int)pid,
+					strerror(-r));
 				break;
 			}
 			added = true;
@@ -207,7 +208,8 @@ static int dump_vma(struct out *o, int pm_fd, int mem_fd, uint64_t start, uint64
 				continue;
 			}
 			for (j = i + 1; j < n; j++)
-				if (!(pm[j] & (PM_PRESENT | PM_SWAPPED)) || (pm[j] & PM_FILE_OR_SHARED))
+				if (!(pm[j] & (PM_PRESENT | PM_SWAPPED)) ||
+				    (pm[j] & PM_FILE_OR_SHARED))
 					break;
 			r = out_copy(o, mem_fd, va + i * PAGE_SZ, j - i, buf);
 			if (r < 0)
@@ -234,16 +236,13 @@ static int dump_memory(pid_t pid, const char *outdir, uint64_t *ret_pages)
 	_cleanup_close_ int mem_fd = -1;
 	_cleanup_close_ int maps_copy_fd = -1;
 	_cleanup_free_ char *line = NULL;
-	_cleanup_free_ void *buf = NULL;
-	struct out o = { .pages_fd = -1, .map_fd = -1 };
+	void *buf = NULL;
+	struct out o = {.pages_fd = -1, .map_fd = -1};
 	unsigned char hdr[16] = "MSNAPMAP";
 	size_t cap = 0;
 	FILE *maps = NULL;
 	int r;
 
-	buf = aligned_alloc(PAGE_SZ, (size_t)PM_BATCH * PAGE_SZ);
-	if (!buf)
-		return -ENOMEM;
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
 	pm_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (pm_fd < 0) {
@@ -258,6 +257,9 @@ static int dump_memory(pid_t pid, const char *outdir, uint64_t *ret_pages)
 		log_err("open '%s': %s", path, strerror(-r));
 		return r;
 	}
+	buf = aligned_alloc(PAGE_SZ, (size_t)PM_BATCH * PAGE_SZ);
+	if (!buf)
+		return -ENOMEM;
 
 	snprintf(path, sizeof(path), "%s/pages-%d.img", outdir, (int)pid);
 	o.pages_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -331,6 +333,7 @@ static int dump_memory(pid_t pid, const char *outdir, uint64_t *ret_pages)
 	*ret_pages = o.nr_pages;
 	r = 0;
 out:
+	free(buf);
 	if (maps)
 		fclose(maps);
 	closep(&o.pages_fd);
@@ -340,7 +343,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct frozen f = { 0 };
+	struct frozen f = {0};
 	uint64_t pages = 0;
 	char *end;
 	pid_t pid;

@@ -316,6 +316,12 @@ def render(res, args):
     md = []
     md.append("Run `%s` on %s; machine: %s. Peers: %s." % (args.command, now, machine(),
                                                              versions()))
+    if args.load:
+        a, b = args.load.split()
+        md.append("")
+        md.append("Load average (1 min) at the start %s and at the end %s on %d cores: other "
+                  "builds and tests shared the machine, so absolute times are noisy." %
+                  (a, b, os.cpu_count()))
     md.append("")
     for wl, s in res.items():
         dumper = {"ckptfs": "`ckptfs dump --leave-running`",
@@ -378,6 +384,7 @@ def main():
     ap.add_argument("--mode", default="full")
     ap.add_argument("--command", default="tests/bench/peers/run.sh")
     ap.add_argument("--docs")
+    ap.add_argument("--load", help="'START END' load averages of the run")
     args = ap.parse_args()
 
     res = summarise(load(args.raw))

@@ -537,6 +537,7 @@ report_args=(--raw "$raw" --out "$out" --mode "$mode" --command "tests/bench/pee
 if [ "$quick" = 1 ]; then
 	report_args=(--raw "$raw" --out "$out" --mode "$mode" --command "tests/bench/peers/run.sh --quick")
 fi
+report_args+=(--load "${load_start:-?} $(cut -d' ' -f1 /proc/loadavg)")
 if [ "$update_docs" = 1 ]; then
 	report_args+=(--docs "$top/docs")
 fi

@@ -309,8 +309,9 @@ static void verify_memfd(void)
 	check_pattern("memfd pages 0-49", memfd.addr, 50 * PG, 7);
 	check_zero("memfd pages 50-63", memfd.addr + 50 * PG, 14 * PG);
 	/* Through map_files the very same shmem object: both views must agree, both ways. */
-	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)memfd.addr,
-		 (unsigned long)memfd.addr + memfd.len);
+	unsigned long start = (unsigned long)memfd.addr, end = start + (unsigned long)memfd.len;
+
+	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", start, end);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		wl_fail("open '%s': %s", path, strerror(errno));

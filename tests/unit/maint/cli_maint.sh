@@ -33,7 +33,11 @@ rec=$(sed -n 's/^bytes reclaimed: //p' <<<"$out")
 out=$("$CKPTFS" fsck "$S" 2>&1) || fail "fsck after gc: $out"
 
 # The rebuild is refused while something (a mount) holds the store's lock.
-flock -n "$S/lock" sleep 30 &
+(
+	exec 9>>"$S/lock"
+	flock -n 9 || exit 1
+	exec sleep 30 # the sleep itself holds fd 9, so killing it releases the lock
+) &
 holder=$!
 sleep 0.3
 out=$("$CKPTFS" fsck --rebuild-index "$S" 2>&1) && fail "rebuild ran while the lock was held: $out"

@@ -7,7 +7,7 @@ int main(int argc, char **argv)
 {
 	struct store *s = NULL;
 	uint64_t a, b, d;
-	uint64_t sparse[3] = { 5000, 5001, 300 };
+	uint64_t sparse[3] = {5000, 5001, 300};
 	uint8_t id[STORE_CONTENT_ID_LEN];
 
 	if (argc != 2) {

@@ -45,8 +45,8 @@ static inline uint64_t mkfile_pages(struct store *s, uint64_t dir, const char *n
 	REQUIRE(store_open_inode(s, a.ino, true) == 0);
 	for (size_t i = 0; i < n; i++) {
 		page_fill(page, pages[i]);
-		REQUIRE(store_write(s, a.ino, page, sizeof(page), (first_chunk + i) * STORE_CHUNK_SIZE) ==
-			(ssize_t)sizeof(page));
+		REQUIRE(store_write(s, a.ino, page, sizeof(page),
+				    (first_chunk + i) * STORE_CHUNK_SIZE) == (ssize_t)sizeof(page));
 	}
 	REQUIRE(store_release(s, a.ino, true) == 0);
 	return a.ino;
@@ -157,7 +157,7 @@ static inline int dg_cmp(const void *a, const void *b)
 
 static inline void dg_walk(struct store *s, struct dg *d, uint64_t dir, const char *prefix)
 {
-	struct dg_names nm = { 0 };
+	struct dg_names nm = {0};
 
 	REQUIRE(store_readdir(s, dir, 0, dg_collect, &nm) == 0);
 	if (nm.n)
@@ -170,8 +170,9 @@ static inline void dg_walk(struct store *s, struct dg *d, uint64_t dir, const ch
 
 		snprintf(path, sizeof(path), "%s/%s", prefix, nm.v[i]);
 		REQUIRE(store_lookup(s, dir, nm.v[i], &a) == 0);
-		dg_printf(d, "%s mode=%o uid=%u gid=%u size=%" PRIu64 " nlink=%" PRIu64
-			     " mtime=%lld.%09ld atime=%lld.%09ld rdev=%" PRIu64,
+		dg_printf(d,
+			  "%s mode=%o uid=%u gid=%u size=%" PRIu64 " nlink=%" PRIu64
+			  " mtime=%lld.%09ld atime=%lld.%09ld rdev=%" PRIu64,
 			  path, a.mode, a.uid, a.gid, a.size, a.nlink, (long long)a.mtime.tv_sec,
 			  a.mtime.tv_nsec, (long long)a.atime.tv_sec, a.atime.tv_nsec, a.rdev);
 		if (!S_ISDIR(a.mode) && a.nlink > 1) {
@@ -183,7 +184,8 @@ static inline void dg_walk(struct store *s, struct dg *d, uint64_t dir, const ch
 				dg_printf(d, " same-inode-as=%s", d->links[j].path);
 			} else if (d->nlinks < ARRAY_SIZE(d->links)) {
 				d->links[d->nlinks].ino = a.ino;
-				snprintf(d->links[d->nlinks].path, sizeof(d->links[0].path), "%s", path);
+				snprintf(d->links[d->nlinks].path, sizeof(d->links[0].path), "%s",
+					 path);
 				d->nlinks++;
 			}
 		}
@@ -194,7 +196,8 @@ static inline void dg_walk(struct store *s, struct dg *d, uint64_t dir, const ch
 			ssize_t vn = store_getxattr(s, a.ino, xl + off, val, sizeof(val));
 
 			REQUIRE(vn >= 0);
-			dg_printf(d, " xattr[%s]=%016" PRIx64, xl + off, XXH3_64bits(val, (size_t)vn));
+			dg_printf(d, " xattr[%s]=%016" PRIx64, xl + off,
+				  XXH3_64bits(val, (size_t)vn));
 		}
 		if (S_ISLNK(a.mode)) {
 			char t[4096];
@@ -232,7 +235,7 @@ static inline void dg_walk(struct store *s, struct dg *d, uint64_t dir, const ch
  * that failed. */
 static inline char *store_digest(struct store *s, int *ret_read_errors)
 {
-	struct dg d = { 0 };
+	struct dg d = {0};
 
 	dg_printf(&d, "%s", "");
 	dg_walk(s, &d, STORE_ROOT_INO, "");
@@ -246,25 +249,27 @@ static inline void digest_diff(const char *a, const char *b)
 {
 	while (*a && *b) {
 		const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
-		size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+		size_t la = ea ? (size_t)(ea - a) : strlen(a),
+		       lb = eb ? (size_t)(eb - b) : strlen(b);
 
 		if (la != lb || memcmp(a, b, la) != 0) {
-			fprintf(stderr, "digest differs:\n  before: %.*s\n  after:  %.*s\n", (int)la, a,
-				(int)lb, b);
+			fprintf(stderr, "digest differs:\n  before: %.*s\n  after:  %.*s\n",
+				(int)la, a, (int)lb, b);
 			return;
 		}
 		a += la + (ea ? 1 : 0);
 		b += lb + (eb ? 1 : 0);
 	}
 	if (*a || *b)
-		fprintf(stderr, "digest differs in length:\n  before rest: %.200s\n  after rest: %.200s\n",
+		fprintf(stderr,
+			"digest differs in length:\n  before rest: %.200s\n  after rest: %.200s\n",
 			a, b);
 }
 
 #define CHECK_DIGEST(before, after)                                                                \
 	do {                                                                                       \
 		if (strcmp((before), (after)) != 0) {                                              \
-			fprintf(stderr, "%s:%d: store contents changed\n", __FILE__, __LINE__);      \
+			fprintf(stderr, "%s:%d: store contents changed\n", __FILE__, __LINE__);    \
 			digest_diff((before), (after));                                            \
 			test_failures++;                                                           \
 		}                                                                                  \
@@ -305,7 +310,7 @@ static inline void problems_reset(struct problems *p)
 /* Runs fsck on path (read-only open) and returns its result; lines go to p (optional). */
 static inline int fsck_path(const char *path, struct problems *p)
 {
-	struct problems local = { 0 };
+	struct problems local = {0};
 	struct store *s = NULL;
 	int r;
 

@@ -68,7 +68,7 @@ static void test_clean(const char *tmp)
 
 static void test_flipped_byte(const char *tmp)
 {
-	struct problems p = { 0 };
+	struct problems p = {0};
 	struct chunk_id id;
 	struct maint_loc loc;
 	char hex[CHUNK_ID_HEX_LEN], path[600], want[128];
@@ -117,7 +117,7 @@ static void test_flipped_byte(const char *tmp)
 
 static void test_refcount(const char *tmp)
 {
-	struct problems p = { 0 };
+	struct problems p = {0};
 	struct store *s = NULL;
 	struct idx_txn *txn = NULL;
 	struct chunk_id id;
@@ -145,7 +145,7 @@ static void test_refcount(const char *tmp)
 
 static void test_dangling(const char *tmp)
 {
-	struct problems p = { 0 };
+	struct problems p = {0};
 	struct store *s = NULL;
 	struct idx_txn *txn = NULL;
 	struct store_attr c;
@@ -180,7 +180,7 @@ static void test_dangling(const char *tmp)
 
 static void test_sealed_changed(const char *tmp)
 {
-	struct problems p = { 0 };
+	struct problems p = {0};
 	struct store *s = NULL;
 	struct idx_txn *txn = NULL;
 	struct store_attr c, f;

@@ -14,7 +14,7 @@ static char store_path[512];
 
 static void set_times(struct store *s, uint64_t ino, time_t sec)
 {
-	struct store_attr a = { 0 };
+	struct store_attr a = {0};
 
 	a.mtime.tv_sec = sec;
 	a.mtime.tv_nsec = 123456789;
@@ -26,7 +26,7 @@ static void set_times(struct store *s, uint64_t ino, time_t sec)
 static void fill_ckpt(struct store *s, const char *name, uint64_t base)
 {
 	uint64_t c, d, dd, f, g;
-	uint64_t sparse[4] = { base + 1, base + 2, base + 1, 7 };
+	uint64_t sparse[4] = {base + 1, base + 2, base + 1, 7};
 	struct store_attr a;
 	uint8_t page[STORE_CHUNK_SIZE];
 
@@ -125,7 +125,7 @@ static int count_aside(void)
 
 static void test_round_trip(const char *tmp)
 {
-	struct problems p = { 0 };
+	struct problems p = {0};
 	struct ids before, after;
 	char *d0, *d1;
 	int errs = 0;
@@ -224,7 +224,7 @@ static void test_after_gc_crash(const char *tmp)
 /* A damaged record: reported by the rebuild, and the file that needs it reads EIO there. */
 static void test_damaged_record(const char *tmp)
 {
-	struct problems p = { 0 };
+	struct problems p = {0};
 	struct store *s = NULL;
 	struct store_attr c, f;
 	struct idx_txn *txn = NULL;
