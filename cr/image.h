@@ -87,6 +87,7 @@ enum cr_fd_kind {
 	CR_FD_PIPE = 4, /* anonymous pipe end; buffered bytes in files/ */
 	CR_FD_CHR = 5,  /* /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom */
 	CR_FD_TTY = 6,  /* a terminal: restored onto the restorer's terminal */
+	CR_FD_FUSE = 7, /* /dev/fuse bound to a connection: handed over by a keeper (fuse-cr.md) */
 };
 
 struct cr_fd {
@@ -102,6 +103,12 @@ struct cr_fd {
 	uint64_t data_len; /* bytes in files/<data> */
 	char *path;        /* path (REG/DIR/CHR/TTY) */
 	char *data;        /* name under files/ (UNLINKED, PIPE with buffered bytes), or NULL */
+	/* CR_FD_FUSE only (record REC_FD_FUSE after the fd's REC_FD), see docs/fuse-cr.md. */
+	uint32_t fuse_conn;       /* connection number: the mount's st_dev is 0:fuse_conn */
+	uint32_t fuse_keeper_pid; /* 0: not kept (a --leave-running dump) */
+	uint8_t fuse_keeper_id[16];
+	char *fuse_mnt;    /* the mount point it served at dump time */
+	char *fuse_fstype; /* its fstype and source, "fuse.squashfuse squashfuse" */
 };
 
 struct cr_sigaction {

@@ -21,13 +21,16 @@ usage: tests/bench/store_bench.sh [options]
   --big-mib N           size of that file (default 4096)
   --compression-block   also measure compressing 1/2/4/8/16 consecutive distinct pages together
                         (default: on, off with --quick); --no-compression-block skips it
-  --csv PATH            where to write the CSV (default ./store_bench.csv)
+  --csv PATH            where to write the CSV (default tests/bench/out/store_bench.csv; the
+                        report text goes next to it as store_bench.txt)
   --seed S              generator seed (default 1)
   --read-rounds N       read the last generation back N times per target, report the median (default 3)
   --fresh-rounds N      time N fresh writes per target (generation 1 plus N-1 more all-new images
                         written after the store was measured), report the median (default 3)
   --workdir DIR         disk directory for stores and mountpoints (default /var/tmp)
   --ckptfs PATH         use this ckptfs binary instead of building build-bench/
+  --no-seal             do not seal each ckptfs generation after writing it (default: seal, as a
+                        dump does, with the user.ckptfs.seal xattr; timed separately)
   -h, --help            this text
 EOF
 }
@@ -37,11 +40,12 @@ gens=10
 big=1
 big_mib=4096
 blocks=1
-csv=$PWD/store_bench.csv
+csv=
 seed=1
 disk_base=/var/tmp
 read_rounds=3
 fresh_rounds=3
+seal=1
 ckptfs_bin=
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -59,6 +63,7 @@ while [ $# -gt 0 ]; do
 	--fresh-rounds) fresh_rounds=${2:?}; shift ;;
 	--workdir) disk_base=${2:?}; shift ;;
 	--ckptfs) ckptfs_bin=${2:?}; shift ;;
+	--no-seal) seal=0 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "store_bench: unknown option '$1'" >&2; usage >&2; exit 2 ;;
 	esac
@@ -74,6 +79,10 @@ done
 [ "$(id -u)" -eq 0 ] || { echo "store_bench: run as root (FUSE mounts, drop_caches)" >&2; exit 1; }
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
+if [ -z "$csv" ]; then
+	mkdir -p "$top/tests/bench/out" || exit 1
+	csv=$top/tests/bench/out/store_bench.csv
+fi
 examples=/usr/share/doc/libfuse3-dev/examples
 
 # --- cleanup: every mount, daemon and temp dir this run created, undone on any exit ---------------
@@ -382,7 +391,7 @@ for t in "${targets[@]}"; do
 done
 
 progress "writing $gens generations to: ${alive[*]}"
-declare -A incr_ns=() fresh_list=()
+declare -A incr_ns=() fresh_list=() seal_list=()
 drop_caches
 for ((k = 1; k <= gens; k++)); do
 	n=${#alive[@]}
@@ -390,9 +399,12 @@ for ((k = 1; k <= gens; k++)); do
 		t=${alive[$(((j + k) % n))]}
 		[ -z "${res[$t,note]:-}" ] || continue
 		f=$(target_file "$t" "$k")
-		[ "$t" = null-fs ] || mkdir -p "$(dirname "$f")" || { res[$t,note]="mkdir for generation $k failed"; continue; }
-		if ! ns=$(timed_write "$(gen_file "$k")" "$f"); then
-			res[$t,note]="writing generation $k failed"
+		if [ "$t" != null-fs ] && ! mkdir -p "$(dirname "$f")" 2>"$disk/$t.err"; then
+			res[$t,note]="generation $k: $(tail -1 "$disk/$t.err")"
+			continue
+		fi
+		if ! ns=$(timed_write "$(gen_file "$k")" "$f" 2>"$disk/$t.err"); then
+			res[$t,note]="generation $k: $(tail -1 "$disk/$t.err")"
 			continue
 		fi
 		if [ "$k" -eq 1 ]; then
@@ -405,7 +417,21 @@ for ((k = 1; k <= gens; k++)); do
 		case $t in
 		tmpfs | passthrough*) [ "$k" -eq 1 ] || rm -rf "$(dirname "$(dirname "$f")")/gen-$((k - 1))" ;;
 		esac
+		# a dump seals its checkpoint when done (which writes its manifest): do the same, timed
+		# apart from the write so that the write ratios compare like with like
+		if [[ $t == ckptfs-* ]] && [ "$seal" -eq 1 ]; then
+			t0=$(now_ns)
+			if setfattr -n user.ckptfs.seal -v 1 "$(dirname "$f")" 2>>"$disk/$t-seal.log"; then
+				seal_list[$t]+="$((($(now_ns) - t0) / 1000000)) "
+			else
+				res[$t,note]="sealing generation $k failed: $(tail -1 "$disk/$t-seal.log")"
+			fi
+		fi
 	done
+done
+for t in "${alive[@]}"; do
+	# shellcheck disable=SC2086 # the list is space-separated numbers
+	[ -z "${seal_list[$t]:-}" ] || res[$t,seal_ms]=$(median ${seal_list[$t]})
 done
 for t in "${alive[@]}"; do
 	[ -z "${incr_ns[$t]:-}" ] || res[$t,incr]=$(mbps $((gen_bytes * (gens - 1))) "${incr_ns[$t]}")
@@ -426,10 +452,10 @@ for ((r = 0; r < read_rounds; r++)); do
 		[ -z "${res[$t,note]:-}" ] || continue
 		target_start "$t" || { res[$t,note]="remount failed"; continue; }
 		drop_caches
-		if ns=$(timed_read "$(target_file "$t" "$gens")"); then
+		if ns=$(timed_read "$(target_file "$t" "$gens")" 2>"$disk/$t.err"); then
 			read_list[$t]+="$(mbps "$gen_bytes" "$ns") "
 		else
-			res[$t,note]="reading back failed"
+			res[$t,note]="reading back: $(tail -1 "$disk/$t.err")"
 		fi
 		# untimed, last round: the bytes must be the ones written, or the numbers mean nothing
 		if [ $((r + 1)) -eq "$read_rounds" ]; then
@@ -611,6 +637,13 @@ report() {
 	info_line "passthrough read / tmpfs read" "$(ratio "${res[$p,read]:-}" "${res[tmpfs,read]:-}")"
 
 	echo
+	if [ "$seal" -eq 1 ]; then
+		echo "sealing each checkpoint after its write (setfattr user.ckptfs.seal; median of $gens):"
+		for ck in ckptfs-disk ckptfs-tmpfs; do
+			[ -z "${res[$ck,seal_ms]:-}" ] || info_line "$ck seal" "${res[$ck,seal_ms]}" ms
+		done
+		echo
+	fi
 	echo "store size (ideal = distinct non-zero 4 KiB pages, each compressed alone with zstd -1):"
 	info_line "logical bytes written" "$((gen_bytes * gens))" bytes
 	info_line "ideal" "$ideal" bytes
@@ -659,9 +692,12 @@ report() {
 	fi
 }
 
-report_file=$disk/report.txt
-report >"$report_file"
-cat "$report_file"
+report_file=${csv%.csv}.txt
+[ "$report_file" != "$csv" ] || report_file=$csv.txt
+# report() runs in this shell (it collects csv_rows), so it goes through a file, not a pipe
+report >"$disk/report.txt"
+cat "$disk/report.txt"
+cp "$disk/report.txt" "$report_file" || die "cannot write '$report_file'"
 
 # CSV: one row per number
 {
@@ -678,6 +714,7 @@ cat "$report_file"
 		done
 		[ -z "${res[$t,bigrss]:-}" ] || echo "rss,$t big file,${res[$t,bigrss]},KiB,,"
 		[ -z "${res[$t,verify]:-}" ] || echo "verify,$t,${res[$t,verify]},,,"
+		[ -z "${res[$t,seal_ms]:-}" ] || echo "seal,$t,${res[$t,seal_ms]},ms,,"
 		[ -z "${res[$t,store_packs]:-}" ] || echo "size,$t packs,${res[$t,store_packs]},bytes,,"
 		[ -z "${res[$t,store_total]:-}" ] || echo "size,$t total,${res[$t,store_total]},bytes,,"
 		[ -z "${res[$t,df_stored]:-}" ] || echo "size,$t df stored,${res[$t,df_stored]},bytes,,"
@@ -688,5 +725,5 @@ cat "$report_file"
 } >"$csv" || die "cannot write '$csv'"
 # the goal/info rows were collected while the report ran in this shell
 printf '%s\n' "${csv_rows[@]}" >>"$csv"
-progress "CSV written to $csv"
+progress "CSV written to $csv, report to $report_file"
 exit 0
