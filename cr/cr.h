@@ -24,16 +24,16 @@ struct cr_dump_opts {
 };
 
 struct cr_dump_stats {
-	uint64_t frozen_ns;     /* from the freeze to the kill/detach */
+	uint64_t frozen_ns;	/* from the freeze to the kill/detach */
 	uint64_t bytes_written; /* all image files */
-	uint64_t pages;         /* memory pages saved */
+	uint64_t pages;		/* memory pages saved */
 };
 
 int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats);
 
 struct cr_restore_opts {
 	const char *dir;
-	bool detach;         /* leave the process running and return once it runs */
+	bool detach;	     /* leave the process running and return once it runs */
 	const char *pidfile; /* if set, the restored pid is written there */
 };
 

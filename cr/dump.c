@@ -37,6 +37,7 @@
 #include "cr/cr.h"
 #include "cr/dump_priv.h"
 #include "cr/error.h"
+#include "cr/fuse_priv.h"
 #include "cr/ptrace_priv.h"
 
 static uint64_t now_ns(void)
@@ -156,7 +157,7 @@ static int collect_proc(struct dump_ctx *c, const char *status)
 	char *p = strrchr(buf, ')');
 	if (!p)
 		return -EIO;
-	unsigned long long f[53] = { 0 };
+	unsigned long long f[53] = {0};
 	int field = 3;
 	for (char *tok = strtok(p + 2, " "); tok && field < 53; tok = strtok(NULL, " "), field++)
 		f[field] = strtoull(tok, NULL, 10);
@@ -235,8 +236,8 @@ static int collect_proc(struct dump_ctx *c, const char *status)
 	if (row != CR_NRLIMITS)
 		return -EIO;
 
-	static const char *links[] = { "exe", "cwd", "root" };
-	char **dst[] = { &t->exe, &t->cwd, &t->root };
+	static const char *links[] = {"exe", "cwd", "root"};
+	char **dst[] = {&t->exe, &t->cwd, &t->root};
 	for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
 		snprintf(path, sizeof(path), "/proc/%d/%s", c->pid, links[i]);
 		ssize_t n = readlink(path, buf, sizeof(buf) - 1);
@@ -284,7 +285,7 @@ static int collect_ptrace(struct dump_ctx *c)
 	t->xstate_len = (uint32_t)iov.iov_len;
 	memcpy(t->regs, &c->regs, sizeof(t->regs));
 
-	struct cr_rseq_config rs = { 0 };
+	struct cr_rseq_config rs = {0};
 	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, c->pid, sizeof(rs), &rs) < 0)
 		return -errno;
 	t->rseq_addr = rs.rseq_abi_pointer;
@@ -306,7 +307,7 @@ static int collect_ptrace(struct dump_ctx *c)
 				uint64_t off;
 				uint32_t flags;
 				int32_t nr;
-			} arg = { off, shared ? 1u : 0u, 1 };
+			} arg = {off, shared ? 1u : 0u, 1};
 			uint8_t si[128];
 			long n = ptrace(PTRACE_PEEKSIGINFO, c->pid, &arg, si);
 			if (n < 0)
@@ -372,8 +373,8 @@ static int collect_injected(struct dump_ctx *c)
 		ret = mem_read(c->memfd, s, &ka, sizeof(ka));
 		if (ret < 0)
 			goto out_unmap;
-		t->sigactions[sig - 1] = (struct cr_sigaction){ ka.handler, ka.flags, ka.restorer,
-								ka.mask };
+		t->sigactions[sig - 1] =
+			(struct cr_sigaction){ka.handler, ka.flags, ka.restorer, ka.mask};
 	}
 	stack_t ss;
 	INJ(SYS_sigaltstack, 0, s, 0, 0, 0, 0);
@@ -488,7 +489,7 @@ static int prepare_dir(const char *dir, pid_t pid, int *ret_dirfd, bool *ret_cre
 		return -errno;
 	}
 	_cleanup_close_ int dfd = fd;
-	DIR *d = fdopendir(dup(fd));
+	DIR *d = fdopendir(fcntl(fd, F_DUPFD_CLOEXEC, 0));
 	if (!d)
 		return -errno;
 	struct dirent *de;
@@ -496,8 +497,9 @@ static int prepare_dir(const char *dir, pid_t pid, int *ret_dirfd, bool *ret_cre
 	while ((de = readdir(d)))
 		if (!strcmp(de->d_name, "inventory.img") || !strncmp(de->d_name, "task-", 5) ||
 		    !strcmp(de->d_name, "files")) {
-			cr_error("'%s' already holds a checkpoint image ('%s'); refusing to overwrite",
-				 dir, de->d_name);
+			cr_error(
+				"'%s' already holds a checkpoint image ('%s'); refusing to overwrite",
+				dir, de->d_name);
 			ret = -EEXIST;
 			break;
 		}
@@ -510,8 +512,12 @@ static int prepare_dir(const char *dir, pid_t pid, int *ret_dirfd, bool *ret_cre
 
 int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 {
-	struct dump_ctx c = { .pid = opts->pid, .pidfd = -1, .memfd = -1, .dirfd = -1,
-			      .taskdirfd = -1, .filesdirfd = -1 };
+	struct dump_ctx c = {.pid = opts->pid,
+			     .pidfd = -1,
+			     .memfd = -1,
+			     .dirfd = -1,
+			     .taskdirfd = -1,
+			     .filesdirfd = -1};
 	_cleanup_free_ char *status = malloc(65536);
 	char path[64], taskdir[32];
 	bool frozen = false, injected = false, wrote = false, created = false;
@@ -592,6 +598,10 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 	ret = collect_injected(&c);
 	if (ret < 0)
 		goto out;
+	/* Last inspection, and the keeper takes the FUSE connections before the kill below. */
+	ret = dump_fuse_prepare(&c, opts->leave_running);
+	if (ret < 0)
+		goto out;
 
 	/* Write the image. */
 	snprintf(taskdir, sizeof(taskdir), "task-%d", c.pid);
@@ -664,6 +674,7 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 	goto out_keep;
 
 out:
+	dump_fuse_abort(&c);
 	if (frozen) {
 		int r2 = release_target(&c, injected);
 		if (r2 < 0)

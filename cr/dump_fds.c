@@ -24,6 +24,7 @@
 #include "common/util.h"
 #include "cr/dump_priv.h"
 #include "cr/error.h"
+#include "cr/fuse_priv.h"
 
 static int read_fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
 {
@@ -75,11 +76,14 @@ static bool is_tty(dev_t rdev)
 	return (ma >= 136 && ma <= 143) || ma == 4 || (ma == 5 && (mi == 0 || mi == 1));
 }
 
-static int classify_fd(struct dump_ctx *c, struct cr_fd *f, const char *link,
-		       const struct stat *st)
+static int classify_fd(struct dump_ctx *c, struct cr_fd *f, const char *link, const struct stat *st)
 {
 	size_t ll = strlen(link);
 
+	if (f->kind == CR_FD_FUSE) {
+		f->path = strdup(link);
+		return f->path ? 0 : -ENOMEM;
+	}
 	if (!strncmp(link, "socket:", 7)) {
 		cr_error("pid %d: fd %d is a socket (%s): sockets are not supported yet", c->pid,
 			 f->fd, link);
@@ -112,14 +116,17 @@ static int classify_fd(struct dump_ctx *c, struct cr_fd *f, const char *link,
 	} else if (S_ISDIR(st->st_mode)) {
 		f->kind = CR_FD_DIR;
 	} else if (S_ISFIFO(st->st_mode)) {
-		if (strncmp(link, "pipe:", 5)) {
-			cr_error("pid %d: fd %d is the named FIFO '%s': not supported yet", c->pid,
-				 f->fd, link);
+		f->pipe_id = st->st_ino;
+		if (!strncmp(link, "pipe:", 5)) {
+			f->kind = CR_FD_PIPE;
+			return 0;
+		}
+		if (link[0] != '/' || (ll > 10 && !strcmp(link + ll - 10, " (deleted)"))) {
+			cr_error("pid %d: fd %d is a FIFO without a path ('%s'): not supported",
+				 c->pid, f->fd, link);
 			return -EOPNOTSUPP;
 		}
-		f->kind = CR_FD_PIPE;
-		f->pipe_id = st->st_ino;
-		return 0;
+		f->kind = CR_FD_FIFO;
 	} else if (S_ISCHR(st->st_mode)) {
 		const char *p = chr_path(st->st_rdev);
 		if (p) {
@@ -186,6 +193,9 @@ int dump_fds_collect(struct dump_ctx *c)
 		f->fd = (int32_t)n;
 		snprintf(fdpath, sizeof(fdpath), "/proc/%d/fd/%ld", c->pid, n);
 		ssize_t ll = readlink(fdpath, link, sizeof(link) - 1);
+		/* Before stat: a file on a FUSE mount must not be stat-ed (fuse_priv.h). */
+		if (ll >= 0 && (ret = dump_fuse_inspect_fd(c, f)) < 0)
+			break;
 		if (ll < 0 || stat(fdpath, &st) < 0) {
 			ret = -errno;
 			cr_error("pid %d: cannot inspect fd %ld: %s", c->pid, n, strerror(errno));
@@ -269,7 +279,7 @@ static int write_data_file(struct dump_ctx *c, const char *name, int srcfd, uint
 static int dump_pipe(struct dump_ctx *c, struct cr_fd *f)
 {
 	char fdpath[64], name[64];
-	int tmp[2] = { -1, -1 };
+	int tmp[2] = {-1, -1};
 	int ret, avail = 0;
 
 	_cleanup_close_ int rd = -1;
@@ -352,11 +362,12 @@ int dump_fds_write_data(struct dump_ctx *c)
 			f->data = NULL;
 			continue;
 		}
-		if (f->kind == CR_FD_PIPE) {
+		if (f->kind == CR_FD_PIPE || f->kind == CR_FD_FIFO) {
 			/* One copy per pipe; the other end's record points at the same data. */
 			struct cr_fd *first = NULL;
 			for (uint32_t j = 0; j < i; j++)
-				if (t->fds[j].kind == CR_FD_PIPE && t->fds[j].pipe_id == f->pipe_id)
+				if (t->fds[j].kind == f->kind && t->fds[j].pipe_id == f->pipe_id &&
+				    t->fds[j].dup_of == -1)
 					first = &t->fds[j];
 			if (first) {
 				f->pipe_size = first->pipe_size;

@@ -21,11 +21,12 @@
 #include "common/util.h"
 #include "cr/dump_priv.h"
 #include "cr/error.h"
+#include "cr/fuse_priv.h"
 #include "cr/ptrace_priv.h"
 
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAPPED (1ULL << 62)
-#define PM_FILE    (1ULL << 61)
+#define PM_FILE	   (1ULL << 61)
 
 /* What to save of a VMA. */
 enum save_policy {
@@ -56,8 +57,7 @@ static int add_vma(struct cr_task *t, uint64_t *cap, const struct cr_vma *v)
 }
 
 /* Classifies one mapping; refuses what restore could not rebuild faithfully. */
-static int classify(struct dump_ctx *c, struct cr_vma *v, const char *name, bool shared,
-		    bool *skip)
+static int classify(struct dump_ctx *c, struct cr_vma *v, const char *name, bool shared, bool *skip)
 {
 	char mf[96];
 	struct stat st;
@@ -94,9 +94,23 @@ static int classify(struct dump_ctx *c, struct cr_vma *v, const char *name, bool
 		return -ENOMEM;
 	if (ends_with(name, " (deleted)")) {
 		if (shared) {
-			if (!strncmp(name, "/dev/zero", 9) || !strncmp(name, "/memfd:", 7) ||
-			    !strncmp(name, "/SYSV", 5)) {
+			if (!strncmp(name, "/dev/zero", 9) || !strncmp(name, "/SYSV", 5)) {
 				v->kind = CR_VMA_SHMEM;
+				return 0;
+			}
+			if (!strncmp(name, "/memfd:", 7)) {
+				/* Recreated with memfd_create at restore: keep offset and size. */
+				snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64,
+					 c->pid, v->start, v->end);
+				if (stat(mf, &st) < 0) {
+					cr_error("pid %d: cannot stat memfd mapping %#" PRIx64
+						 ": %s",
+						 c->pid, v->start, strerror(errno));
+					return -errno;
+				}
+				v->kind = CR_VMA_SHMEM;
+				v->size = (uint64_t)st.st_size;
+				v->ino = st.st_ino;
 				return 0;
 			}
 			cr_error("pid %d: shared mapping %#" PRIx64 " of deleted file '%s' is not "
@@ -151,7 +165,7 @@ int dump_mm_collect(struct dump_ctx *c)
 		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &pgoff,
 			   &maj, &min, &ino, &name_at) >= 7 &&
 		    name_at > 0) {
-			struct cr_vma v = { .start = start, .end = end, .pgoff = pgoff };
+			struct cr_vma v = {.start = start, .end = end, .pgoff = pgoff};
 			char *name = line + name_at;
 			bool skip;
 
@@ -161,7 +175,9 @@ int dump_mm_collect(struct dump_ctx *c)
 				 (perms[2] == 'x' ? PROT_EXEC : 0);
 			if (perms[3] == 's')
 				v.flags |= CR_VMA_F_SHARED;
-			ret = classify(c, &v, name, perms[3] == 's', &skip);
+			ret = dump_fuse_check_mapping(c, maj, min, name, v.start);
+			if (ret == 0)
+				ret = classify(c, &v, name, perms[3] == 's', &skip);
 			if (ret < 0) {
 				free(v.path);
 				goto out;
@@ -170,7 +186,7 @@ int dump_mm_collect(struct dump_ctx *c)
 				cur = NULL;
 				continue;
 			}
-			if (v.kind != CR_VMA_FILE)
+			if (v.kind != CR_VMA_FILE && !(v.kind == CR_VMA_SHMEM && v.size))
 				v.pgoff = 0;
 			ret = add_vma(c->t, &cap, &v);
 			if (ret < 0) {
@@ -183,7 +199,8 @@ int dump_mm_collect(struct dump_ctx *c)
 		if (cur && !strncmp(line, "VmFlags:", 8)) {
 			if (strstr(line, " gd"))
 				cur->flags |= CR_VMA_F_GROWSDOWN;
-			if ((strstr(line, " io") || strstr(line, " pf")) && cur->kind < CR_VMA_VVAR) {
+			if ((strstr(line, " io") || strstr(line, " pf")) &&
+			    cur->kind < CR_VMA_VVAR) {
 				cr_error("pid %d: mapping %#" PRIx64 " is I/O or PFN memory, not "
 					 "supported",
 					 c->pid, cur->start);
@@ -270,7 +287,7 @@ static int add_run(struct page_writer *w, uint64_t vaddr, uint64_t n, bool may_m
 		t->runs = r;
 		w->runs_cap = ncap;
 	}
-	t->runs[t->nr_runs++] = (struct cr_page_run){ vaddr, n };
+	t->runs[t->nr_runs++] = (struct cr_page_run){vaddr, n};
 	t->pages_total += n;
 	return 0;
 }
@@ -289,8 +306,8 @@ static int copy_range(struct page_writer *w, uint64_t vaddr, uint64_t len, bool 
 		size_t n = (size_t)MIN((uint64_t)room, len);
 		ssize_t got = -1;
 		if (readable) {
-			struct iovec local = { w->buf + w->fill, n };
-			struct iovec remote = { (void *)(uintptr_t)vaddr, n };
+			struct iovec local = {w->buf + w->fill, n};
+			struct iovec remote = {(void *)(uintptr_t)vaddr, n};
 			got = process_vm_readv(w->c->pid, &local, 1, &remote, 1, 0);
 		}
 		if (got != (ssize_t)n) {
@@ -311,6 +328,34 @@ static int copy_range(struct page_writer *w, uint64_t vaddr, uint64_t len, bool 
 
 #define PM_BATCH 4096
 
+/*
+ * Shared memory pages live in the shmem object, mapped here or not: ask the object which of
+ * its pages hold data (SEEK_DATA/SEEK_HOLE), so holes are neither saved nor allocated by
+ * reading them. Marks pm[0..n) for the n pages at file offset off. Without the object, every
+ * page counts.
+ */
+static void shmem_data_pages(int objfd, uint64_t off, uint64_t n, uint64_t *pm)
+{
+	uint64_t end = off + n * CR_PAGE_SIZE;
+
+	if (objfd < 0) {
+		for (uint64_t i = 0; i < n; i++)
+			pm[i] = PM_PRESENT;
+		return;
+	}
+	memset(pm, 0, n * sizeof(*pm));
+	for (uint64_t pos = off; pos < end;) {
+		off_t d = lseek(objfd, (off_t)pos, SEEK_DATA);
+		if (d < 0 || (uint64_t)d >= end)
+			break;
+		off_t h = lseek(objfd, d, SEEK_HOLE);
+		uint64_t hole = h < 0 ? end : MIN((uint64_t)h, end);
+		for (uint64_t p = (uint64_t)d & ~(CR_PAGE_SIZE - 1); p < hole; p += CR_PAGE_SIZE)
+			pm[(p - off) / CR_PAGE_SIZE] = PM_PRESENT;
+		pos = hole;
+	}
+}
+
 static int dump_vma_pages(struct page_writer *w, int pmfd, const struct cr_vma *v,
 			  enum save_policy pol)
 {
@@ -318,14 +363,21 @@ static int dump_vma_pages(struct page_writer *w, int pmfd, const struct cr_vma *
 	uint64_t npages = (v->end - v->start) / CR_PAGE_SIZE;
 	bool readable = v->prot & PROT_READ;
 	bool first = true;
+	_cleanup_close_ int objfd = -1;
+
+	if (v->kind == CR_VMA_SHMEM) {
+		char mf[96];
+		snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, w->c->pid,
+			 v->start, v->end);
+		objfd = open(mf, O_RDONLY | O_CLOEXEC);
+	}
 
 	for (uint64_t base = 0; base < npages; base += PM_BATCH) {
 		uint64_t n = MIN((uint64_t)PM_BATCH, npages - base);
 		uint64_t va = v->start + base * CR_PAGE_SIZE;
 
 		if (pol == SAVE_ALL) {
-			for (uint64_t i = 0; i < n; i++)
-				pm[i] = PM_PRESENT;
+			shmem_data_pages(objfd, v->pgoff + base * CR_PAGE_SIZE, n, pm);
 		} else {
 			int ret = pread_full(pmfd, pm, n * 8, va / CR_PAGE_SIZE * 8);
 			if (ret < 0) {
@@ -369,7 +421,7 @@ static int dump_vma_pages(struct page_writer *w, int pmfd, const struct cr_vma *
 int dump_mm_write_pages(struct dump_ctx *c)
 {
 	char path[64];
-	struct page_writer w = { .c = c, .fd = -1 };
+	struct page_writer w = {.c = c, .fd = -1};
 	int ret;
 
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", c->pid);

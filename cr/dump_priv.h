@@ -16,9 +16,9 @@
 struct dump_ctx {
 	pid_t pid;
 	int pidfd;
-	int memfd;     /* /proc/PID/mem */
-	int dirfd;     /* the image directory */
-	int taskdirfd; /* task-PID/ */
+	int memfd;	/* /proc/PID/mem */
+	int dirfd;	/* the image directory */
+	int taskdirfd;	/* task-PID/ */
 	int filesdirfd; /* files/ */
 	struct cr_image *img;
 	struct cr_task *t;

@@ -37,8 +37,8 @@ enum keeper_op {
 	KEEPER_OP_CONFIRM = 3,
 };
 
-#define REQ_LEN    (8 + FUSE_KEEPER_ID_LEN + 4)
-#define ANS_HDR    (8 + 4 + 4)
+#define REQ_LEN	   (8 + FUSE_KEEPER_ID_LEN + 4)
+#define ANS_HDR	   (8 + 4 + 4)
 #define ANS_MAXLEN (ANS_HDR + FUSE_KEEPER_MAX_FDS * 8)
 
 void fuse_keeper_name(const uint8_t id[FUSE_KEEPER_ID_LEN], char *buf, size_t size)
@@ -69,7 +69,7 @@ static socklen_t keeper_addr(const uint8_t id[FUSE_KEEPER_ID_LEN], struct sockad
 
 static void set_timeouts(int sock, int seconds)
 {
-	struct timeval tv = { .tv_sec = seconds };
+	struct timeval tv = {.tv_sec = seconds};
 	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
@@ -114,8 +114,8 @@ static int keeper_answer(const struct keeper *k, int conn, uint32_t status, bool
 		le32_put(buf + ANS_HDR + i * 8, (uint32_t)k->ents[i].fd);
 		le32_put(buf + ANS_HDR + i * 8 + 4, k->ents[i].conn);
 	}
-	struct iovec iov = { buf, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct iovec iov = {buf, len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	union {
 		char b[CMSG_SPACE(sizeof(int) * FUSE_KEEPER_MAX_FDS)];
 		struct cmsghdr align;
@@ -237,9 +237,9 @@ static _Noreturn void keeper_main(struct keeper *k, int syncfd)
 		_exit(1);
 	close(syncfd);
 
-	pfd[0] = (struct pollfd){ .fd = k->sock, .events = POLLIN };
+	pfd[0] = (struct pollfd){.fd = k->sock, .events = POLLIN};
 	for (uint32_t i = 0; i < k->n; i++)
-		pfd[i + 1] = (struct pollfd){ .fd = k->fds[i], .events = 0 };
+		pfd[i + 1] = (struct pollfd){.fd = k->fds[i], .events = 0};
 	for (;;) {
 		/* No timeout: holding the connection until a restore comes is the whole job. The
 		 * fuse fds report POLLERR once their connection is aborted or unmounted. */
@@ -267,9 +267,9 @@ static _Noreturn void keeper_main(struct keeper *k, int syncfd)
 int fuse_keeper_start(const int *fds, const struct fuse_keeper_ent *ents, uint32_t n,
 		      uint8_t ret_id[FUSE_KEEPER_ID_LEN], pid_t *ret_pid)
 {
-	struct keeper k = { .fds = fds, .ents = ents, .n = n };
+	struct keeper k = {.fds = fds, .ents = ents, .n = n};
 	struct sockaddr_un sa;
-	int sync[2] = { -1, -1 };
+	int sync[2] = {-1, -1};
 	pid_t keeper = -1;
 	int ret;
 
@@ -312,7 +312,7 @@ int fuse_keeper_start(const int *fds, const struct fuse_keeper_ent *ents, uint32
 	int st;
 	while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
 		;
-	struct pollfd p = { .fd = sync[0], .events = POLLIN };
+	struct pollfd p = {.fd = sync[0], .events = POLLIN};
 	int r = poll(&p, 1, FUSE_KEEPER_TIMEOUT_MS);
 	if (r <= 0 || read(sync[0], &keeper, sizeof(keeper)) != sizeof(keeper)) {
 		cr_error("fuse keeper did not start (%s)", r == 0 ? "timed out" : "it exited");
@@ -358,9 +358,11 @@ static int client_answer(int sock, uint32_t *ret_nr, struct fuse_keeper_ent *ent
 		char b[CMSG_SPACE(sizeof(int) * FUSE_KEEPER_MAX_FDS)];
 		struct cmsghdr align;
 	} cm;
-	struct iovec iov = { buf, sizeof(buf) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
-			     .msg_controllen = sizeof(cm.b) };
+	struct iovec iov = {buf, sizeof(buf)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cm.b,
+			    .msg_controllen = sizeof(cm.b)};
 	uint32_t nfds = 0;
 
 	ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);

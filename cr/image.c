@@ -14,7 +14,7 @@
 #include "cr/image.h"
 
 #define HDR_SIZE 16
-#define MAX_STR  4096u
+#define MAX_STR	 4096u
 /* Every file ends with this record (u32 count of records before it, u32 zero), so a file cut
  * at a record boundary is still detected as truncated. */
 #define REC_END 0x454e4421u
@@ -36,6 +36,7 @@ enum {
 	REC_MM_VMA = 4,
 	REC_PM_RUN = 1,
 	REC_FD = 1,
+	REC_FD_FUSE = 2, /* follows the REC_FD of a CR_FD_FUSE fd */
 };
 
 /* ---- encoding ---- */
@@ -290,13 +291,22 @@ static void enc_fds(struct wbuf *b, const struct cr_task *t)
 		wb_str(b, f->path);
 		wb_str(b, f->data);
 		rec_end(b);
+		if (f->kind == CR_FD_FUSE) {
+			rec_begin(b, REC_FD_FUSE);
+			wb_u32(b, f->fuse_conn);
+			wb_u32(b, f->fuse_keeper_pid);
+			wb_bytes(b, f->fuse_keeper_id, sizeof(f->fuse_keeper_id));
+			wb_str(b, f->fuse_mnt);
+			wb_str(b, f->fuse_fstype);
+			rec_end(b);
+		}
 	}
 }
 
 int cr_image_encode(const struct cr_image *img, const struct cr_task *t, enum cr_file_kind kind,
 		    uint8_t **ret_buf, size_t *ret_len)
 {
-	struct wbuf b = { 0 };
+	struct wbuf b = {0};
 
 	wb_header(&b, kind);
 	switch (kind) {
@@ -640,6 +650,20 @@ static int dec_pagemap_rec(struct cr_task *t, uint32_t type, struct rbuf *r, str
 
 static int dec_fds_rec(struct cr_task *t, uint32_t type, struct rbuf *r, struct dec_state *st)
 {
+	if (type == REC_FD_FUSE) {
+		struct cr_fd *f = t->nr_fds ? &t->fds[t->nr_fds - 1] : NULL;
+		if (!f || f->kind != CR_FD_FUSE || f->fuse_conn)
+			return rb_fail(r, "fuse record without its fd record");
+		f->fuse_conn = rb_u32(r);
+		f->fuse_keeper_pid = rb_u32(r);
+		rb_bytes(r, f->fuse_keeper_id, sizeof(f->fuse_keeper_id));
+		f->fuse_mnt = rb_str(r);
+		f->fuse_fstype = rb_str(r);
+		rb_end(r);
+		if (!r->err && !f->fuse_conn)
+			return rb_fail(r, "fuse record with connection 0");
+		return r->err;
+	}
 	if (type != REC_FD)
 		return rb_fail(r, "unknown record type");
 	uint64_t n = t->nr_fds;
@@ -690,8 +714,8 @@ static int dec_inventory_rec(struct cr_image *img, uint32_t type, struct rbuf *r
 int cr_image_decode(struct cr_image *img, struct cr_task *t, enum cr_file_kind kind,
 		    const uint8_t *buf, size_t len, const char *name)
 {
-	struct rbuf r = { .p = buf, .len = len, .name = name };
-	struct dec_state st = { 0 };
+	struct rbuf r = {.p = buf, .len = len, .name = name};
+	struct dec_state st = {0};
 	uint32_t required = 0, nr_recs = 0;
 	bool ended = false;
 	char magic[8];
@@ -705,7 +729,7 @@ int cr_image_decode(struct cr_image *img, struct cr_task *t, enum cr_file_kind k
 		return rb_fail(&r, "bad magic");
 	if (version != CR_IMG_VERSION) {
 		cr_error("image '%s': format version %u, this build reads version %u", name,
-			  version, CR_IMG_VERSION);
+			 version, CR_IMG_VERSION);
 		return -EOPNOTSUPP;
 	}
 	if (fkind != (uint32_t)kind)
@@ -721,8 +745,8 @@ int cr_image_decode(struct cr_image *img, struct cr_task *t, enum cr_file_kind k
 			return r.err;
 		if (plen > r.len - r.off)
 			return rb_fail(&r, "record length past end of file");
-		struct rbuf sub = { .p = r.p + r.off, .len = plen, .base = r.base + r.off,
-				    .name = name };
+		struct rbuf sub = {
+			.p = r.p + r.off, .len = plen, .base = r.base + r.off, .name = name};
 		int ret;
 		if (ended)
 			return rb_fail(&r, "record after the end record");
@@ -733,7 +757,8 @@ int cr_image_decode(struct cr_image *img, struct cr_task *t, enum cr_file_kind k
 			if (sub.err)
 				return sub.err;
 			if (n != nr_recs)
-				return rb_fail(&sub, "end record counts a different number of records");
+				return rb_fail(&sub,
+					       "end record counts a different number of records");
 			ended = true;
 			r.off += plen;
 			continue;
@@ -781,10 +806,10 @@ int cr_image_decode(struct cr_image *img, struct cr_task *t, enum cr_file_kind k
 		required = 1u << REC_INV;
 		break;
 	case CR_FILE_CORE:
-		required = (1u << REC_CORE_TASK) | (1u << REC_CORE_REGS) |
-			   (1u << REC_CORE_XSTATE) | (1u << REC_CORE_SIGNALS) |
-			   (1u << REC_CORE_THREAD) | (1u << REC_CORE_RLIMITS) |
-			   (1u << REC_CORE_CREDS) | (1u << REC_CORE_PATHS);
+		required = (1u << REC_CORE_TASK) | (1u << REC_CORE_REGS) | (1u << REC_CORE_XSTATE) |
+			   (1u << REC_CORE_SIGNALS) | (1u << REC_CORE_THREAD) |
+			   (1u << REC_CORE_RLIMITS) | (1u << REC_CORE_CREDS) |
+			   (1u << REC_CORE_PATHS);
 		break;
 	case CR_FILE_MM:
 		required = (1u << REC_MM_FIELDS) | (1u << REC_MM_AUXV) | (1u << REC_MM_EXE);
@@ -818,14 +843,15 @@ int cr_image_validate_task(const struct cr_task *t, uint64_t pages_len)
 		if (!page_aligned(v->start) || !page_aligned(v->end) || !page_aligned(v->pgoff) ||
 		    v->start >= v->end || v->end > CR_TASK_SIZE || v->start < prev_end) {
 			cr_error("task %u: VMA %u (%#llx-%#llx) misaligned, empty or overlapping",
-				  t->pid, i, (unsigned long long)v->start,
-				  (unsigned long long)v->end);
+				 t->pid, i, (unsigned long long)v->start,
+				 (unsigned long long)v->end);
 			return -EBADMSG;
 		}
 		if (v->kind < CR_VMA_ANON || v->kind > CR_VMA_VDSO || (v->prot & ~7u) ||
-		    (v->flags & ~3u) || (v->kind == CR_VMA_FILE && (!v->path || v->path[0] != '/'))) {
+		    (v->flags & ~3u) ||
+		    (v->kind == CR_VMA_FILE && (!v->path || v->path[0] != '/'))) {
 			cr_error("task %u: VMA %u has a bad kind, protection, flags or path",
-				  t->pid, i);
+				 t->pid, i);
 			return -EBADMSG;
 		}
 		prev_end = v->end;
@@ -840,8 +866,8 @@ int cr_image_validate_task(const struct cr_task *t, uint64_t pages_len)
 		if (!page_aligned(pr->vaddr) || pr->vaddr < prev ||
 		    mul_overflows_u64(pr->nr_pages, CR_PAGE_SIZE, &len) ||
 		    add_overflows_u64(pr->vaddr, len, &end)) {
-			cr_error("task %u: page run %llu unaligned, unsorted or overflowing", t->pid,
-				  (unsigned long long)i);
+			cr_error("task %u: page run %llu unaligned, unsorted or overflowing",
+				 t->pid, (unsigned long long)i);
 			return -EBADMSG;
 		}
 		while (vi < t->nr_vmas && t->vmas[vi].end <= pr->vaddr)
@@ -849,7 +875,7 @@ int cr_image_validate_task(const struct cr_task *t, uint64_t pages_len)
 		if (vi == t->nr_vmas || t->vmas[vi].start > pr->vaddr || end > t->vmas[vi].end ||
 		    t->vmas[vi].kind >= CR_VMA_VVAR) {
 			cr_error("task %u: page run at %#llx is outside every saveable VMA", t->pid,
-				  (unsigned long long)pr->vaddr);
+				 (unsigned long long)pr->vaddr);
 			return -EBADMSG;
 		}
 		prev = end;
@@ -859,21 +885,23 @@ int cr_image_validate_task(const struct cr_task *t, uint64_t pages_len)
 		uint64_t want;
 		if (mul_overflows_u64(total, CR_PAGE_SIZE, &want) || want != pages_len) {
 			cr_error("task %u: pages.img holds %llu bytes, page runs need %llu pages",
-				  t->pid, (unsigned long long)pages_len, (unsigned long long)total);
+				 t->pid, (unsigned long long)pages_len, (unsigned long long)total);
 			return -EBADMSG;
 		}
 	}
 
 	for (uint32_t i = 0; i < t->nr_fds; i++) {
 		const struct cr_fd *f = &t->fds[i];
-		if (f->fd < 0 || f->fd >= (1 << 20) || f->kind < CR_FD_REG || f->kind > CR_FD_TTY) {
+		if (f->fd < 0 || f->fd >= (1 << 20) || f->kind < CR_FD_REG ||
+		    f->kind > CR_FD_FIFO) {
 			cr_error("task %u: fd record %u has a bad number or kind", t->pid, i);
 			return -EBADMSG;
 		}
 		bool dup_ok = f->dup_of == -1;
 		for (uint32_t j = 0; j < i; j++) {
 			if (t->fds[j].fd >= f->fd) {
-				cr_error("task %u: fd %d recorded twice or out of order", t->pid, f->fd);
+				cr_error("task %u: fd %d recorded twice or out of order", t->pid,
+					 f->fd);
 				return -EBADMSG;
 			}
 			if (t->fds[j].fd == f->dup_of && t->fds[j].kind == f->kind &&
@@ -888,9 +916,17 @@ int cr_image_validate_task(const struct cr_task *t, uint64_t pages_len)
 		bool need_path = f->kind != CR_FD_PIPE && f->kind != CR_FD_UNLINKED;
 		if ((need_path && (!f->path || f->path[0] != '/')) ||
 		    (f->data && !safe_data_name(f->data)) ||
-		    (f->kind == CR_FD_UNLINKED && !f->data && f->dup_of == -1) || f->pipe_size > (1u << 30) ||
-		    f->data_len > (1ULL << 40) || (f->kind == CR_FD_PIPE && f->data_len > f->pipe_size)) {
+		    (f->kind == CR_FD_UNLINKED && !f->data && f->dup_of == -1) ||
+		    f->pipe_size > (1u << 30) || f->data_len > (1ULL << 40) ||
+		    ((f->kind == CR_FD_PIPE || f->kind == CR_FD_FIFO) &&
+		     f->data_len > f->pipe_size)) {
 			cr_error("task %u: fd %d has a bad path, data name or size", t->pid, f->fd);
+			return -EBADMSG;
+		}
+		if ((f->kind == CR_FD_FUSE) != (f->fuse_conn != 0) ||
+		    (f->kind == CR_FD_FUSE && (!f->fuse_mnt || f->fuse_mnt[0] != '/'))) {
+			cr_error("task %u: fd %d has a missing or stray FUSE connection record",
+				 t->pid, f->fd);
 			return -EBADMSG;
 		}
 	}
@@ -950,6 +986,8 @@ static void task_free(struct cr_task *t)
 	for (uint32_t i = 0; i < t->nr_fds; i++) {
 		free(t->fds[i].path);
 		free(t->fds[i].data);
+		free(t->fds[i].fuse_mnt);
+		free(t->fds[i].fuse_fstype);
 	}
 	free(t->fds);
 }
@@ -986,8 +1024,7 @@ static const char *file_name(enum cr_file_kind kind)
 static int write_file_at(int dirfd, const char *name, const uint8_t *buf, size_t len,
 			 uint64_t *bytes_written)
 {
-	_cleanup_close_ int fd =
-		openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	_cleanup_close_ int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	int ret = write_full(fd, buf, len);
@@ -1003,8 +1040,8 @@ static int write_file_at(int dirfd, const char *name, const uint8_t *buf, size_t
 int cr_image_write_task(int dirfd, const struct cr_image *img, const struct cr_task *t,
 			uint64_t *bytes_written)
 {
-	static const enum cr_file_kind kinds[] = { CR_FILE_CORE, CR_FILE_MM, CR_FILE_PAGEMAP,
-						   CR_FILE_FDS };
+	static const enum cr_file_kind kinds[] = {CR_FILE_CORE, CR_FILE_MM, CR_FILE_PAGEMAP,
+						  CR_FILE_FDS};
 	char path[64];
 
 	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
@@ -1049,13 +1086,12 @@ static int load_file(int dirfd, const char *dir, const char *name, struct cr_ima
 		cr_error("image '%s': %s", label, strerror(errno));
 		return ret == -ENOENT && kind == CR_FILE_INVENTORY ? -ENOENT
 		       : ret == -ENOENT				   ? -EBADMSG
-									   : ret;
+								   : ret;
 	}
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode) || st.st_size > MAX_META) {
-		cr_error("image '%s': not a regular file or larger than %u bytes", label,
-			  MAX_META);
+		cr_error("image '%s': not a regular file or larger than %u bytes", label, MAX_META);
 		return -EBADMSG;
 	}
 	_cleanup_free_ uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
@@ -1069,8 +1105,8 @@ static int load_file(int dirfd, const char *dir, const char *name, struct cr_ima
 
 int cr_image_load(const char *dir, struct cr_image **ret)
 {
-	static const enum cr_file_kind kinds[] = { CR_FILE_CORE, CR_FILE_MM, CR_FILE_PAGEMAP,
-						   CR_FILE_FDS };
+	static const enum cr_file_kind kinds[] = {CR_FILE_CORE, CR_FILE_MM, CR_FILE_PAGEMAP,
+						  CR_FILE_FDS};
 	struct cr_image *img = cr_image_new();
 	char path[PATH_MAX];
 	int r;
@@ -1097,7 +1133,7 @@ int cr_image_load(const char *dir, struct cr_image **ret)
 		}
 		if (t->pid != want_pid) {
 			cr_error("image '%s': task-%u/core.img describes pid %u", dir, want_pid,
-				  t->pid);
+				 t->pid);
 			r = -EBADMSG;
 			goto fail;
 		}
@@ -1152,6 +1188,10 @@ const char *cr_fd_kind_name(uint32_t kind)
 		return "chardev";
 	case CR_FD_TTY:
 		return "tty";
+	case CR_FD_FIFO:
+		return "fifo";
+	case CR_FD_FUSE:
+		return "fuse";
 	}
 	return "unknown";
 }

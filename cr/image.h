@@ -46,15 +46,15 @@ enum cr_file_kind {
 };
 
 enum cr_vma_kind {
-	CR_VMA_ANON = 1,        /* private anonymous: heap, stack, mmap */
-	CR_VMA_FILE = 2,        /* file-backed (private or shared), re-mapped from the file */
-	CR_VMA_SHMEM = 3,       /* shared anonymous / memfd / SysV: full content saved */
-	CR_VMA_VVAR = 4,        /* [vvar] */
+	CR_VMA_ANON = 1,	/* private anonymous: heap, stack, mmap */
+	CR_VMA_FILE = 2,	/* file-backed (private or shared), re-mapped from the file */
+	CR_VMA_SHMEM = 3,	/* shared anonymous / memfd / SysV: full content saved */
+	CR_VMA_VVAR = 4,	/* [vvar] */
 	CR_VMA_VVAR_VCLOCK = 5, /* [vvar_vclock] */
-	CR_VMA_VDSO = 6,        /* [vdso] */
+	CR_VMA_VDSO = 6,	/* [vdso] */
 };
 
-#define CR_VMA_F_SHARED    0x1u
+#define CR_VMA_F_SHARED	   0x1u
 #define CR_VMA_F_GROWSDOWN 0x2u
 
 struct cr_vma {
@@ -63,7 +63,7 @@ struct cr_vma {
 	uint64_t pgoff; /* in bytes, for CR_VMA_FILE */
 	uint32_t prot;
 	uint32_t flags; /* CR_VMA_F_* */
-	uint32_t kind;  /* enum cr_vma_kind */
+	uint32_t kind;	/* enum cr_vma_kind */
 	/* Identity of the mapped file (CR_VMA_FILE), checked at restore. */
 	uint64_t dev;
 	uint64_t ino;
@@ -81,33 +81,34 @@ struct cr_page_run {
 };
 
 enum cr_fd_kind {
-	CR_FD_REG = 1,      /* regular file reopened by path */
+	CR_FD_REG = 1,	    /* regular file reopened by path */
 	CR_FD_UNLINKED = 2, /* regular file unlinked while open: contents in files/ */
 	CR_FD_DIR = 3,
 	CR_FD_PIPE = 4, /* anonymous pipe end; buffered bytes in files/ */
-	CR_FD_CHR = 5,  /* /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom */
-	CR_FD_TTY = 6,  /* a terminal: restored onto the restorer's terminal */
+	CR_FD_CHR = 5,	/* /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom */
+	CR_FD_TTY = 6,	/* a terminal: restored onto the restorer's terminal */
 	CR_FD_FUSE = 7, /* /dev/fuse bound to a connection: handed over by a keeper (fuse-cr.md) */
+	CR_FD_FIFO = 8, /* named FIFO end, reopened by path; buffered bytes in files/ */
 };
 
 struct cr_fd {
 	int32_t fd;
-	uint32_t kind;     /* enum cr_fd_kind */
-	uint32_t flags;    /* open(2) status flags and access mode, without O_CLOEXEC */
-	uint32_t cloexec;  /* FD_CLOEXEC set */
-	uint32_t mode;     /* st_mode of the file */
-	int32_t dup_of;    /* -1, or a lower fd sharing this open file description */
-	uint64_t pos;      /* file offset */
-	uint64_t pipe_id;  /* pipe inode number: ends with the same id are one pipe */
+	uint32_t kind;	    /* enum cr_fd_kind */
+	uint32_t flags;	    /* open(2) status flags and access mode, without O_CLOEXEC */
+	uint32_t cloexec;   /* FD_CLOEXEC set */
+	uint32_t mode;	    /* st_mode of the file */
+	int32_t dup_of;	    /* -1, or a lower fd sharing this open file description */
+	uint64_t pos;	    /* file offset */
+	uint64_t pipe_id;   /* pipe inode number: ends with the same id are one pipe */
 	uint64_t pipe_size; /* F_GETPIPE_SZ */
-	uint64_t data_len; /* bytes in files/<data> */
-	char *path;        /* path (REG/DIR/CHR/TTY) */
-	char *data;        /* name under files/ (UNLINKED, PIPE with buffered bytes), or NULL */
+	uint64_t data_len;  /* bytes in files/<data> */
+	char *path;	    /* path (REG/DIR/CHR/TTY) */
+	char *data;	    /* name under files/ (UNLINKED, PIPE with buffered bytes), or NULL */
 	/* CR_FD_FUSE only (record REC_FD_FUSE after the fd's REC_FD), see docs/fuse-cr.md. */
-	uint32_t fuse_conn;       /* connection number: the mount's st_dev is 0:fuse_conn */
+	uint32_t fuse_conn;	  /* connection number: the mount's st_dev is 0:fuse_conn */
 	uint32_t fuse_keeper_pid; /* 0: not kept (a --leave-running dump) */
 	uint8_t fuse_keeper_id[16];
-	char *fuse_mnt;    /* the mount point it served at dump time */
+	char *fuse_mnt;	   /* the mount point it served at dump time */
 	char *fuse_fstype; /* its fstype and source, "fuse.squashfuse squashfuse" */
 };
 
@@ -123,9 +124,9 @@ struct cr_siginfo {
 	uint8_t info[128];
 };
 
-#define CR_NSIG     64
-#define CR_NRLIMITS 16
-#define CR_NREGS    27 /* struct user_regs_struct on x86_64 */
+#define CR_NSIG	      64
+#define CR_NRLIMITS   16
+#define CR_NREGS      27 /* struct user_regs_struct on x86_64 */
 #define CR_MAX_XSTATE (64u * 1024u)
 #define CR_MAX_AUXV   4096u
 #define CR_MAX_GROUPS 65536u

@@ -85,7 +85,7 @@ int inject_call(pid_t pid, uint64_t ip, const struct user_regs_struct *base, int
 		long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
 		uint64_t a6)
 {
-	const uint64_t a[6] = { a1, a2, a3, a4, a5, a6 };
+	const uint64_t a[6] = {a1, a2, a3, a4, a5, a6};
 	return inject_syscall(pid, ip, base, nr, a, ret_val);
 }
 

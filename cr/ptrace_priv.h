@@ -42,9 +42,9 @@ struct cr_ksigaction {
 };
 
 /* Kernel return codes of interrupted system calls (never seen by user space normally). */
-#define CR_ERESTARTSYS           512
-#define CR_ERESTARTNOINTR        513
-#define CR_ERESTARTNOHAND        514
+#define CR_ERESTARTSYS		 512
+#define CR_ERESTARTNOINTR	 513
+#define CR_ERESTARTNOHAND	 514
 #define CR_ERESTART_RESTARTBLOCK 516
 
 /*

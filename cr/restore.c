@@ -32,6 +32,7 @@
 #include "common/util.h"
 #include "cr/cr.h"
 #include "cr/error.h"
+#include "cr/fuse_priv.h"
 #include "cr/ptrace_priv.h"
 #include "cr/restore_priv.h"
 
@@ -63,8 +64,8 @@ static int check_files(const struct cr_task *t)
 			cr_error("mapped file '%s' is missing: %s", v->path, strerror(errno));
 			return -ENOENT;
 		}
-		uint64_t mt = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL +
-			      (uint64_t)st.st_mtim.tv_nsec;
+		uint64_t mt =
+			(uint64_t)st.st_mtim.tv_sec * 1000000000ULL + (uint64_t)st.st_mtim.tv_nsec;
 		if (st.st_ino != v->ino || st.st_dev != v->dev || (uint64_t)st.st_size != v->size ||
 		    mt != v->mtime_ns) {
 			cr_error("mapped file '%s' changed since the dump (inode, size or mtime "
@@ -80,7 +81,7 @@ static int check_files(const struct cr_task *t)
  * recreates them. */
 static int check_vdso(const struct cr_task *t, uint64_t *ret_base)
 {
-	uint64_t my_start[7] = { 0 }, my_len[7] = { 0 }, my_hash = 0;
+	uint64_t my_start[7] = {0}, my_len[7] = {0}, my_hash = 0;
 	char line[512];
 
 	FILE *f = fopen("/proc/self/maps", "re");
@@ -126,9 +127,10 @@ static int check_vdso(const struct cr_task *t, uint64_t *ret_base)
 		if (v->end - v->start != my_len[v->kind] ||
 		    v->start - base != my_start[v->kind] - my_base ||
 		    (v->kind == CR_VMA_VDSO && v->content_hash != my_hash)) {
-			cr_error("the image's %s differs from this kernel's (restoring onto another "
-				 "kernel's vDSO is not supported)",
-				 cr_vma_kind_name(v->kind));
+			cr_error(
+				"the image's %s differs from this kernel's (restoring onto another "
+				"kernel's vDSO is not supported)",
+				cr_vma_kind_name(v->kind));
 			return -EOPNOTSUPP;
 		}
 	}
@@ -215,8 +217,33 @@ static int open_in_child(struct restore_ctx *c, const char *path, int flags, int
 	int ret = put_string(c, path, &a);
 	if (ret < 0)
 		return ret;
-	ret = inj(c, path, &fd, SYS_openat, (uint64_t)AT_FDCWD, a, (uint64_t)(flags | O_CLOEXEC),
-		  0, 0, 0);
+	ret = inj(c, path, &fd, SYS_openat, (uint64_t)AT_FDCWD, a, (uint64_t)(flags | O_CLOEXEC), 0,
+		  0, 0);
+	if (ret < 0)
+		return ret;
+	*ret_fd = (int)fd;
+	return 0;
+}
+
+/* A memfd for a shared memfd mapping: same name (as shown in maps) and size. */
+static int memfd_in_child(struct restore_ctx *c, const struct cr_vma *v, int *ret_fd)
+{
+	char name[256];
+	uint64_t a;
+	int64_t fd;
+
+	snprintf(name, sizeof(name), "%s", v->path + 7);
+	size_t nl = strlen(name);
+	if (nl > 10 && !strcmp(name + nl - 10, " (deleted)"))
+		name[nl - 10] = 0;
+	int ret = put_string(c, name, &a);
+	if (ret < 0)
+		return ret;
+	ret = inj(c, "memfd_create", &fd, SYS_memfd_create, a, MFD_CLOEXEC, 0, 0, 0, 0);
+	if (ret < 0)
+		return ret;
+	ret = inj(c, "ftruncate of a memfd", NULL, SYS_ftruncate, (uint64_t)fd, v->size, 0, 0, 0,
+		  0);
 	if (ret < 0)
 		return ret;
 	*ret_fd = (int)fd;
@@ -226,7 +253,7 @@ static int open_in_child(struct restore_ctx *c, const char *path, int flags, int
 static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 {
 	struct cr_task *t = c->t;
-	struct cr_rseq_config rs = { 0 };
+	struct cr_rseq_config rs = {0};
 	int ret;
 
 	/* glibc of the restorer copy registered its own rseq; it must go before its memory. */
@@ -266,9 +293,17 @@ static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 			flags |= MAP_PRIVATE | MAP_ANONYMOUS;
 			break;
 		case CR_VMA_SHMEM:
-			/* Filled through /proc/PID/mem, which cannot force a read-only shared page. */
-			flags |= MAP_SHARED | MAP_ANONYMOUS;
+			/* Filled through /proc/PID/mem, which cannot force a read-only shared page.
+			 */
 			prot |= PROT_WRITE;
+			flags |= MAP_SHARED;
+			if (v->path && !strncmp(v->path, "/memfd:", 7)) {
+				ret = memfd_in_child(c, v, &fd);
+				if (ret < 0)
+					return ret;
+			} else {
+				flags |= MAP_ANONYMOUS;
+			}
 			break;
 		case CR_VMA_FILE: {
 			bool shared = v->flags & CR_VMA_F_SHARED;
@@ -283,8 +318,8 @@ static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 		default:
 			continue;
 		}
-		ret = inj(c, what, NULL, SYS_mmap, v->start, len, prot, flags, (uint64_t)(int64_t)fd,
-			  v->kind == CR_VMA_FILE ? v->pgoff : 0);
+		ret = inj(c, what, NULL, SYS_mmap, v->start, len, prot, flags,
+			  (uint64_t)(int64_t)fd, fd >= 0 ? v->pgoff : 0);
 		if (fd >= 0) {
 			int r2 = inj(c, "close", NULL, SYS_close, (uint64_t)fd, 0, 0, 0, 0, 0);
 			if (ret == 0)
@@ -395,7 +430,7 @@ static int restore_mm_fields(struct restore_ctx *c)
 static void restore_rlimits(struct restore_ctx *c)
 {
 	for (int i = 0; i < CR_NRLIMITS; i++) {
-		struct rlimit rl = { c->t->rlimits[i][0], c->t->rlimits[i][1] };
+		struct rlimit rl = {c->t->rlimits[i][0], c->t->rlimits[i][1]};
 		if (prlimit(c->pid, i, &rl, NULL) < 0) {
 			/* Without CAP_SYS_RESOURCE a hard limit cannot be raised: keep ours. */
 			struct rlimit cur;
@@ -436,7 +471,7 @@ static int restore_task_state(struct restore_ctx *c)
 		const struct cr_sigaction *sa = &t->sigactions[sig - 1];
 		if (sig == SIGKILL || sig == SIGSTOP)
 			continue;
-		struct cr_ksigaction ka = { sa->handler, sa->flags, sa->restorer, sa->mask };
+		struct cr_ksigaction ka = {sa->handler, sa->flags, sa->restorer, sa->mask};
 		char what[32];
 		snprintf(what, sizeof(what), "rt_sigaction(%d)", sig);
 		ret = put_scratch(c, 0, &ka, sizeof(ka), &a);
@@ -446,9 +481,9 @@ static int restore_task_state(struct restore_ctx *c)
 			return ret;
 	}
 	if (!(t->altstack_flags & SS_DISABLE)) {
-		stack_t ss = { .ss_sp = (void *)(uintptr_t)t->altstack_sp,
-			       .ss_flags = (int)(t->altstack_flags & ~(uint32_t)SS_ONSTACK),
-			       .ss_size = t->altstack_size };
+		stack_t ss = {.ss_sp = (void *)(uintptr_t)t->altstack_sp,
+			      .ss_flags = (int)(t->altstack_flags & ~(uint32_t)SS_ONSTACK),
+			      .ss_size = t->altstack_size};
 		ret = put_scratch(c, 0, &ss, sizeof(ss), &a);
 		if (ret == 0)
 			ret = inj(c, "sigaltstack", NULL, SYS_sigaltstack, a, 0, 0, 0, 0, 0);
@@ -456,12 +491,17 @@ static int restore_task_state(struct restore_ctx *c)
 			return ret;
 	}
 	for (int w = 0; w < 3; w++) {
-		if (!t->itimers[w][2] && !t->itimers[w][3])
-			continue;
 		struct itimerval it = {
-			.it_interval = { (time_t)t->itimers[w][0], (suseconds_t)t->itimers[w][1] },
-			.it_value = { (time_t)t->itimers[w][2], (suseconds_t)t->itimers[w][3] },
+			.it_interval = {(time_t)t->itimers[w][0], (suseconds_t)t->itimers[w][1]},
+			.it_value = {(time_t)t->itimers[w][2], (suseconds_t)t->itimers[w][3]},
 		};
+		/* A periodic ITIMER_REAL whose SIGALRM is still pending reads as value 0: the
+		 * kernel re-arms it only when that signal is dequeued, which needs the timer's
+		 * interval set. Arm it one interval ahead, as the dequeue would have. */
+		if (!it.it_value.tv_sec && !it.it_value.tv_usec)
+			it.it_value = it.it_interval;
+		if (!it.it_value.tv_sec && !it.it_value.tv_usec)
+			continue;
 		ret = put_scratch(c, 0, &it, sizeof(it), &a);
 		if (ret == 0)
 			ret = inj(c, "setitimer", NULL, SYS_setitimer, (uint64_t)w, a, 0, 0, 0, 0);
@@ -534,13 +574,16 @@ static int restore_finish(struct restore_ctx *c)
 			regs.rax = regs.orig_rax;
 			regs.rip -= 2;
 		} else if (rax == -CR_ERESTART_RESTARTBLOCK) {
-			/* The kernel's restart block died with the old task: report EINTR,
-			 * which callers such as glibc's sleep loops retry. */
-			regs.rax = (uint64_t)-EINTR;
+			/* The kernel's restart block (remaining time of nanosleep, poll...) died
+			 * with the old task. Run the call again from its start: its arguments are
+			 * still in the registers, and a wait that lasts longer is allowed where a
+			 * spurious EINTR would break callers. */
+			regs.rax = regs.orig_rax;
+			regs.rip -= 2;
 		}
 	}
 	regs.orig_rax = (uint64_t)-1;
-	struct iovec iov = { t->xstate, t->xstate_len };
+	struct iovec iov = {t->xstate, t->xstate_len};
 	if (ptrace(PTRACE_SETREGS, c->pid, 0, &regs) < 0 ||
 	    ptrace(PTRACE_SETREGSET, c->pid, NT_X86_XSTATE, &iov) < 0 ||
 	    ptrace(PTRACE_SETSIGMASK, c->pid, sizeof(uint64_t), &t->sigmask) < 0) {
@@ -566,8 +609,8 @@ static int write_pidfile(const char *path, pid_t pid)
 int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 {
 	struct cr_image *img = NULL;
-	struct child_plan plan = { 0 };
-	struct restore_ctx c = { .dir = opts->dir, .pid = -1, .memfd = -1 };
+	struct child_plan plan = {0};
+	struct restore_ctx c = {.dir = opts->dir, .pid = -1, .memfd = -1};
 	uint64_t vdso_base = 0;
 	int ret, status;
 
@@ -582,6 +625,10 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 	c.t = &img->tasks[0];
 	struct cr_task *t = c.t;
 
+	/* First: a FUSE connection that is gone or already handed over is the real reason. */
+	ret = restore_fuse_check(t);
+	if (ret < 0)
+		goto out;
 	ret = check_files(t);
 	if (ret < 0)
 		goto out;
@@ -679,6 +726,7 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 			goto out_kill;
 		}
 	}
+	restore_fuse_finish(&plan.fuse, pid);
 	if (opts->detach) {
 		*ret_status = 0;
 		ret = 0;
@@ -702,6 +750,7 @@ out_kill:
 	kill(c.pid, SIGKILL);
 	waitpid(c.pid, &status, 0);
 out:
+	restore_fuse_abandon(&plan.fuse);
 	closep(&c.memfd);
 	cr_image_free(img);
 	return ret;

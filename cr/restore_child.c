@@ -76,8 +76,8 @@ __attribute__((noreturn)) static void child_main(const struct child_plan *p)
 	rsys(SYS_prctl, PR_SET_NAME, (long)p->comm, 0, 0, 0, 0);
 
 	long t = rsys(SYS_mmap, (long)p->tramp_addr, (long)p->tramp_len,
-		      PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-		      -1, 0);
+		      PROT_READ | PROT_WRITE | PROT_EXEC,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (t != (long)p->tramp_addr)
 		child_die(CHILD_STEP_TRAMPOLINE);
 	volatile uint8_t *code = (volatile uint8_t *)(uintptr_t)p->tramp_addr;

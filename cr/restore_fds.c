@@ -20,6 +20,7 @@
 
 #include "common/util.h"
 #include "cr/error.h"
+#include "cr/fuse_priv.h"
 #include "cr/restore_priv.h"
 
 #define REOPEN_MASK (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME | O_SYNC | O_DSYNC)
@@ -106,7 +107,8 @@ static int open_unlinked(const char *dir, const struct cr_fd *f)
 	snprintf(p, sizeof(p), "/proc/self/fd/%d", tmp);
 	int fd = open(p, (int)(f->flags & REOPEN_MASK) | O_CLOEXEC);
 	if (fd < 0) {
-		cr_error("fd %d: reopening the recreated unlinked file: %s", f->fd, strerror(errno));
+		cr_error("fd %d: reopening the recreated unlinked file: %s", f->fd,
+			 strerror(errno));
 		return -errno;
 	}
 	return fd;
@@ -170,6 +172,56 @@ fail:
 	return ret;
 }
 
+/*
+ * A named FIFO end. The first end of a FIFO also opens a read-write keeper, so that opening
+ * either end never blocks and the buffered bytes can be written back; the keeper is parked in
+ * this record's tmp slot and closed when all fds are open.
+ */
+static int open_fifo(const char *dir, const struct cr_task *t, uint32_t idx, struct child_plan *p)
+{
+	const struct cr_fd *f = &t->fds[idx];
+	bool have_keeper = false;
+	struct stat st;
+	int ret;
+
+	for (uint32_t j = 0; j < idx; j++)
+		if (t->fds[j].kind == CR_FD_FIFO && t->fds[j].pipe_id == f->pipe_id &&
+		    p->fds[j].tmp >= 0)
+			have_keeper = true;
+	if (!have_keeper) {
+		int keeper = open(f->path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (keeper < 0 || fstat(keeper, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+			ret = keeper < 0 ? -errno : -ENOTSUP;
+			cr_error("fd %d: cannot reopen FIFO '%s': %s", f->fd, f->path,
+				 keeper < 0 ? strerror(errno) : "not a FIFO any more");
+			if (keeper >= 0)
+				close(keeper);
+			return ret;
+		}
+		if (f->pipe_size)
+			fcntl(keeper, F_SETPIPE_SZ, (int)f->pipe_size);
+		if (f->data) {
+			ret = copy_data(dir, f->data, keeper, f->data_len);
+			if (ret < 0) {
+				close(keeper);
+				return ret;
+			}
+		}
+		p->fds[idx].tmp = keeper;
+	}
+	int fd = open(f->path, (int)(f->flags & REOPEN_MASK) | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		cr_error("fd %d: cannot reopen FIFO '%s': %s", f->fd, f->path, strerror(errno));
+		return -errno;
+	}
+	if (fcntl(fd, F_SETFL, (int)(f->flags & (O_NONBLOCK | O_APPEND))) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
 int restore_fds_prepare(const char *dir, const struct cr_task *t, struct child_plan *p)
 {
 	int ret = 0;
@@ -223,6 +275,12 @@ int restore_fds_prepare(const char *dir, const struct cr_task *t, struct child_p
 				break;
 			case CR_FD_TTY:
 				fd = open_tty(f);
+				break;
+			case CR_FD_FIFO:
+				fd = open_fifo(dir, t, i, p);
+				break;
+			case CR_FD_FUSE:
+				fd = restore_fuse_open(t, f, &p->fuse);
 				break;
 			default:
 				fd = -EBADMSG;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cr/fuse_keeper.h"
 #include "cr/image.h"
 
 struct child_fd {
@@ -34,6 +35,7 @@ struct child_plan {
 	uint32_t umask;
 	uint32_t personality;
 	bool setsid;
+	struct fuse_keeper_take *fuse; /* kept FUSE fds, until restore_fuse_finish */
 };
 
 /* Child exit codes: CHILD_FAIL_BASE + step tells the parent which preparation step failed. */

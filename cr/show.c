@@ -8,6 +8,7 @@
 
 #include "cr/cr.h"
 #include "cr/error.h"
+#include "cr/fuse_priv.h"
 #include "cr/image.h"
 
 static void json_str(FILE *out, const char *s)
@@ -55,7 +56,9 @@ static void show_human(const struct cr_image *img, FILE *out)
 			t->umask);
 		fprintf(out, "  exe  %s\n  cwd  %s\n  root %s\n", t->exe ? t->exe : "(none)",
 			t->cwd ? t->cwd : "?", t->root ? t->root : "/");
-		fprintf(out, "  rip %#" PRIx64 " rsp %#" PRIx64 " syscall %" PRId64 "  xstate %u bytes\n",
+		fprintf(out,
+			"  rip %#" PRIx64 " rsp %#" PRIx64 " syscall %" PRId64
+			"  xstate %u bytes\n",
 			t->regs[16], t->regs[19], (int64_t)t->regs[15], t->xstate_len);
 		fprintf(out, "  blocked signals %#" PRIx64 ", %u pending, rseq %#" PRIx64 "\n",
 			t->sigmask, t->nr_siginfos, t->rseq_addr);
@@ -63,7 +66,9 @@ static void show_human(const struct cr_image *img, FILE *out)
 			t->nr_vmas, t->pages_total, t->pages_total * 4);
 		for (uint32_t i = 0; i < t->nr_vmas; i++) {
 			const struct cr_vma *v = &t->vmas[i];
-			fprintf(out, "    %012" PRIx64 "-%012" PRIx64 " %s %-11s %8" PRIu64 " pages %s\n",
+			fprintf(out,
+				"    %012" PRIx64 "-%012" PRIx64 " %s %-11s %8" PRIu64
+				" pages %s\n",
 				v->start, v->end, prot_str(v->prot, v->flags, pb),
 				cr_vma_kind_name(v->kind), vma_saved_pages(t, v),
 				v->path ? v->path : "");
@@ -79,7 +84,9 @@ static void show_human(const struct cr_image *img, FILE *out)
 					f->data_len);
 			if (f->dup_of >= 0)
 				fprintf(out, " (same file as fd %d)", f->dup_of);
-			fprintf(out, " %s\n", f->path ? f->path : "");
+			fprintf(out, " %s", f->path ? f->path : "");
+			fuse_cr_describe(f, out);
+			fprintf(out, "\n");
 		}
 	}
 }
@@ -90,16 +97,18 @@ static void show_json(const struct cr_image *img, FILE *out)
 	for (uint32_t k = 0; k < img->nr_tasks; k++) {
 		const struct cr_task *t = &img->tasks[k];
 		char pb[5];
-		fprintf(out, "%s{\"pid\":%u,\"ppid\":%u,\"pgid\":%u,\"sid\":%u,\"comm\":", k ? "," : "",
+		fprintf(out,
+			"%s{\"pid\":%u,\"ppid\":%u,\"pgid\":%u,\"sid\":%u,\"comm\":", k ? "," : "",
 			t->pid, t->ppid, t->pgid, t->sid);
 		json_str(out, t->comm);
 		fprintf(out, ",\"exe\":");
 		json_str(out, t->exe);
 		fprintf(out, ",\"cwd\":");
 		json_str(out, t->cwd);
-		fprintf(out, ",\"uid\":%u,\"gid\":%u,\"umask\":%u,\"sigmask\":%" PRIu64
-			     ",\"pending_signals\":%u,\"xstate_bytes\":%u,\"pages\":%" PRIu64
-			     ",\"rip\":%" PRIu64 ",\"vmas\":[",
+		fprintf(out,
+			",\"uid\":%u,\"gid\":%u,\"umask\":%u,\"sigmask\":%" PRIu64
+			",\"pending_signals\":%u,\"xstate_bytes\":%u,\"pages\":%" PRIu64
+			",\"rip\":%" PRIu64 ",\"vmas\":[",
 			t->uids[0], t->gids[0], t->umask, t->sigmask, t->nr_siginfos, t->xstate_len,
 			t->pages_total, t->regs[16]);
 		for (uint32_t i = 0; i < t->nr_vmas; i++) {

@@ -68,43 +68,63 @@ static void fill_task(struct cr_task *t)
 	le32_put(t->siginfos[0].info, 12);
 	t->siginfos[0].shared = 1;
 
-	t->mm = (struct cr_mm){ 0x400000, 0x401000, 0x600000, 0x601000, 0x602000, 0x623000,
-				0x7ffc0000f000, 0x7ffc0000f100, 0x7ffc0000f200, 0x7ffc0000f200,
-				0x7ffc0000f300 };
+	t->mm = (struct cr_mm){0x400000,       0x401000,       0x600000,       0x601000,
+			       0x602000,       0x623000,       0x7ffc0000f000, 0x7ffc0000f100,
+			       0x7ffc0000f200, 0x7ffc0000f200, 0x7ffc0000f300};
 	t->auxv_len = 32;
 	t->auxv = calloc(1, 32);
 	t->auxv[0] = 6;
 
 	t->nr_vmas = 4;
 	t->vmas = calloc(4, sizeof(*t->vmas));
-	t->vmas[0] = (struct cr_vma){ .start = 0x400000, .end = 0x402000, .prot = 5,
-				      .kind = CR_VMA_FILE, .dev = 0xfe00, .ino = 42, .size = 8192,
-				      .mtime_ns = 123456789, .path = strdup("/usr/bin/python3") };
-	t->vmas[1] = (struct cr_vma){ .start = 0x602000, .end = 0x623000, .prot = 3,
-				      .kind = CR_VMA_ANON };
-	t->vmas[2] = (struct cr_vma){ .start = 0x7ffc00000000, .end = 0x7ffc00010000, .prot = 3,
-				      .flags = CR_VMA_F_GROWSDOWN, .kind = CR_VMA_ANON };
-	t->vmas[3] = (struct cr_vma){ .start = 0x7ffc00100000, .end = 0x7ffc00102000, .prot = 5,
-				      .kind = CR_VMA_VDSO, .content_hash = 99 };
+	t->vmas[0] = (struct cr_vma){.start = 0x400000,
+				     .end = 0x402000,
+				     .prot = 5,
+				     .kind = CR_VMA_FILE,
+				     .dev = 0xfe00,
+				     .ino = 42,
+				     .size = 8192,
+				     .mtime_ns = 123456789,
+				     .path = strdup("/usr/bin/python3")};
+	t->vmas[1] =
+		(struct cr_vma){.start = 0x602000, .end = 0x623000, .prot = 3, .kind = CR_VMA_ANON};
+	t->vmas[2] = (struct cr_vma){.start = 0x7ffc00000000,
+				     .end = 0x7ffc00010000,
+				     .prot = 3,
+				     .flags = CR_VMA_F_GROWSDOWN,
+				     .kind = CR_VMA_ANON};
+	t->vmas[3] = (struct cr_vma){.start = 0x7ffc00100000,
+				     .end = 0x7ffc00102000,
+				     .prot = 5,
+				     .kind = CR_VMA_VDSO,
+				     .content_hash = 99};
 	t->nr_runs = 2;
 	t->runs = calloc(2, sizeof(*t->runs));
-	t->runs[0] = (struct cr_page_run){ 0x603000, 3 };
-	t->runs[1] = (struct cr_page_run){ 0x7ffc0000e000, 2 };
+	t->runs[0] = (struct cr_page_run){0x603000, 3};
+	t->runs[1] = (struct cr_page_run){0x7ffc0000e000, 2};
 	t->pages_total = 5;
 
 	t->nr_fds = 3;
 	t->fds = calloc(3, sizeof(*t->fds));
-	t->fds[0] = (struct cr_fd){ .fd = 0, .kind = CR_FD_CHR, .dup_of = -1,
-				    .path = strdup("/dev/null") };
-	t->fds[1] = (struct cr_fd){ .fd = 1, .kind = CR_FD_PIPE, .flags = 1, .dup_of = -1,
-				    .pipe_id = 77, .pipe_size = 65536, .data_len = 10,
-				    .data = strdup("pipe-77.data") };
-	t->fds[2] = (struct cr_fd){ .fd = 2, .kind = CR_FD_PIPE, .flags = 1, .dup_of = 1,
-				    .pipe_id = 77, .pipe_size = 65536 };
+	t->fds[0] = (struct cr_fd){
+		.fd = 0, .kind = CR_FD_CHR, .dup_of = -1, .path = strdup("/dev/null")};
+	t->fds[1] = (struct cr_fd){.fd = 1,
+				   .kind = CR_FD_PIPE,
+				   .flags = 1,
+				   .dup_of = -1,
+				   .pipe_id = 77,
+				   .pipe_size = 65536,
+				   .data_len = 10,
+				   .data = strdup("pipe-77.data")};
+	t->fds[2] = (struct cr_fd){.fd = 2,
+				   .kind = CR_FD_PIPE,
+				   .flags = 1,
+				   .dup_of = 1,
+				   .pipe_id = 77,
+				   .pipe_size = 65536};
 }
 
-static const enum cr_file_kind kinds[] = { CR_FILE_CORE, CR_FILE_MM, CR_FILE_PAGEMAP,
-					   CR_FILE_FDS };
+static const enum cr_file_kind kinds[] = {CR_FILE_CORE, CR_FILE_MM, CR_FILE_PAGEMAP, CR_FILE_FDS};
 
 static int decode_one(enum cr_file_kind k, const uint8_t *buf, size_t len)
 {

@@ -4,6 +4,7 @@
  * verified read of one chunk from its pack (with the retry when gc moved it).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -349,12 +350,38 @@ int store_read_clean_chunk(struct store *s, struct idx_txn *txn, uint64_t ino, u
 /* Largest span one pread covers when consecutive records are read together. */
 #define READ_SPAN (512u << 10)
 
+/* One span buffer per reading thread, kept between reads: a fresh 512 KiB malloc each time is
+ * an mmap/munmap pair and 128 page faults per read. */
+static pthread_key_t span_key;
+static pthread_once_t span_once = PTHREAD_ONCE_INIT;
+
+static void span_key_init(void)
+{
+	(void)pthread_key_create(&span_key, free);
+}
+
+static uint8_t *thread_span(void)
+{
+	uint8_t *p;
+
+	pthread_once(&span_once, span_key_init);
+	p = pthread_getspecific(span_key);
+	if (!p) {
+		p = malloc(READ_SPAN);
+		if (p && pthread_setspecific(span_key, p) != 0) {
+			free(p);
+			p = NULL;
+		}
+	}
+	return p;
+}
+
 int store_read_chunks(struct store *s, struct idx_txn *txn, uint64_t ino, struct chunk_req *reqs,
 		      size_t n)
 {
 	_cleanup_free_ struct chunk_loc *locs = NULL;
 	_cleanup_free_ struct chunk_id *ids = NULL;
-	_cleanup_free_ uint8_t *span = NULL;
+	uint8_t *span = NULL;
 	uint64_t cur_block = UINT64_MAX;
 	const uint8_t *fmap = NULL;
 	size_t fmap_len = 0;
@@ -425,7 +452,7 @@ int store_read_chunks(struct store *s, struct idx_txn *txn, uint64_t ino, struct
 			continue;
 		}
 		if (!span) {
-			span = malloc(READ_SPAN);
+			span = thread_span();
 			if (!span)
 				return -ENOMEM;
 		}

@@ -65,85 +65,6 @@ static int ckpt_lookup(struct idx_txn *txn, const char *name, uint64_t *ret_ino)
 	return 0;
 }
 
-/* The base for a new manifest: the sealed checkpoint with the highest inode number other than
- * exclude (usually the previous checkpoint of the same process), whose manifest is readable.
- * Callers hold LMDB's writer lock; the body is cached in s (keyed by ino and content id). */
-static int pick_base(struct store *s, struct idx_txn *txn, uint64_t exclude,
-		     struct manifest_base *ret)
-{
-	struct idx_cursor *c = NULL;
-	uint8_t k[8], cid[STORE_CONTENT_ID_LEN];
-	const void *key, *val;
-	size_t klen, vlen;
-	uint64_t best = 0;
-	int r;
-
-	r = idx_cursor_open(txn, IDX_DIRENTS, &c);
-	if (r < 0)
-		return r;
-	be64_put(k, STORE_ROOT_INO);
-	for (r = idx_cursor_seek(c, k, sizeof(k), &key, &klen, &val, &vlen); r >= 0;
-	     r = idx_cursor_next(c, &key, &klen, &val, &vlen)) {
-		uint64_t ino;
-		struct inode in;
-
-		if (klen <= 8 || memcmp(key, k, 8) != 0 || vlen != DIRENT_VAL_LEN)
-			break;
-		ino = le64_get(val);
-		if (ino == exclude || ino <= best)
-			continue;
-		if (ino_load(txn, ino, &in) < 0)
-			continue;
-		inode_done(&in);
-		if (!(in.flags & INODE_F_SEALED))
-			continue;
-		best = ino;
-		memcpy(cid, in.content_id, sizeof(cid));
-	}
-	idx_cursor_close(c);
-	if (best == 0)
-		return 0;
-	if (s->mb_ino != best || memcmp(s->mb_id, cid, sizeof(cid)) != 0) {
-		struct manifest_header h;
-		uint8_t *body = NULL;
-		size_t len;
-		char rel[96];
-
-		free(s->mb_body);
-		s->mb_body = NULL;
-		s->mb_ino = 0;
-		snprintf(rel, sizeof(rel), STORE_MANIFEST_DIR "/%llu.manifest",
-			 (unsigned long long)best);
-		if (manifest_read(s->dirfd, rel, &h, &body, &len) < 0)
-			return 0; /* no usable base: write a standalone manifest */
-		if (!(h.flags & MANIFEST_F_SEALED) || memcmp(h.content_id, cid, sizeof(cid)) != 0) {
-			free(body);
-			return 0;
-		}
-		s->mb_ino = best;
-		memcpy(s->mb_id, cid, sizeof(cid));
-		s->mb_body = body;
-		s->mb_len = len;
-		s->mb_depth = h.depth;
-	}
-	ret->ino = s->mb_ino;
-	memcpy(ret->content_id, s->mb_id, sizeof(ret->content_id));
-	ret->body = s->mb_body;
-	ret->len = s->mb_len;
-	ret->depth = s->mb_depth;
-	return 1;
-}
-
-int ckpt_manifest_forget(struct store *s, uint64_t ckpt_ino)
-{
-	if (s->mb_ino == ckpt_ino) {
-		free(s->mb_body);
-		s->mb_body = NULL;
-		s->mb_ino = 0;
-	}
-	return manifest_rebase_dependents(s->dirfd, ckpt_ino);
-}
-
 int ckpt_seal_ino(struct store *s, uint64_t ckpt_ino, uint8_t ret_id[STORE_CONTENT_ID_LEN])
 {
 	struct idx_txn *txn = NULL;
@@ -186,12 +107,7 @@ int ckpt_seal_ino(struct store *s, uint64_t ckpt_ino, uint8_t ret_id[STORE_CONTE
 	if (r < 0)
 		goto out;
 	/* The manifest is durable before the index says "sealed": a rebuild finds it either way. */
-	struct manifest_base base;
-	r = pick_base(s, txn, ckpt_ino, &base);
-	if (r < 0)
-		goto out;
-	r = manifest_write(s->dirfd, ckpt_ino, MANIFEST_F_SEALED, body, len, in.content_id,
-			   r > 0 ? &base : NULL);
+	r = manifest_write(s->dirfd, ckpt_ino, MANIFEST_F_SEALED, body, len, in.content_id);
 	if (r < 0)
 		goto out;
 	in.flags |= INODE_F_SEALED;
@@ -259,14 +175,8 @@ int ckpt_write_manifest(struct store *s, uint64_t ckpt_ino)
 	r = ckpt_name_of(txn, ckpt_ino, name);
 	if (r >= 0)
 		r = manifest_build(txn, ckpt_ino, name, &body, &len, id);
-	if (r >= 0) {
-		struct manifest_base base;
-
-		r = pick_base(s, txn, ckpt_ino, &base);
-		if (r >= 0)
-			r = manifest_write(s->dirfd, ckpt_ino, 0, body, len, id,
-					   r > 0 ? &base : NULL);
-	}
+	if (r >= 0)
+		r = manifest_write(s->dirfd, ckpt_ino, 0, body, len, id);
 out:
 	idx_txn_abort(txn);
 	return r;
@@ -729,8 +639,6 @@ int store_ckpt_remove(struct store *s, const char *name)
 	root.ctime = root.mtime;
 	r = ino_save(txn, &root);
 	inode_done(&root);
-	if (r >= 0)
-		r = ckpt_manifest_forget(s, ino);
 	if (r < 0)
 		goto out;
 	r = idx_txn_commit(txn);

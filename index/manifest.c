@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "index/manifest.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -294,91 +293,26 @@ int manifest_build(struct idx_txn *txn, uint64_t ckpt_ino, const char *name, uin
 	return 0;
 }
 
-/* A base's body is a zstd prefix; keep base + body inside a window every decoder accepts. */
-#define MANIFEST_MAX_PREFIXED (64ULL << 20)
-
-static void header_put(uint8_t *out, const struct manifest_header *h)
-{
-	memset(out, 0, MANIFEST_HEADER_LEN);
-	memcpy(out, MANIFEST_MAGIC, 8);
-	le32_put(out + 8, MANIFEST_VERSION);
-	le32_put(out + 12, h->flags);
-	le64_put(out + 16, h->ckpt_ino);
-	le64_put(out + 24, h->body_len);
-	memcpy(out + 32, h->content_id, STORE_CONTENT_ID_LEN);
-	le64_put(out + 48, h->base_ino);
-	memcpy(out + 56, h->base_content_id, STORE_CONTENT_ID_LEN);
-	le32_put(out + 72, h->depth);
-}
-
-static int header_get(const uint8_t *raw, const char *relpath, struct manifest_header *h)
-{
-	if (memcmp(raw, MANIFEST_MAGIC, 8) != 0)
-		return store_error(-EBADMSG, "manifest '%s': bad magic", relpath);
-	h->version = le32_get(raw + 8);
-	if (h->version != MANIFEST_VERSION)
-		return store_error(
-			-EOPNOTSUPP,
-			"manifest '%s' has format version %u; this build reads version %u", relpath,
-			h->version, MANIFEST_VERSION);
-	h->flags = le32_get(raw + 12);
-	h->ckpt_ino = le64_get(raw + 16);
-	h->body_len = le64_get(raw + 24);
-	memcpy(h->content_id, raw + 32, STORE_CONTENT_ID_LEN);
-	h->base_ino = le64_get(raw + 48);
-	memcpy(h->base_content_id, raw + 56, STORE_CONTENT_ID_LEN);
-	h->depth = le32_get(raw + 72);
-	if (h->body_len < 2 || h->body_len > MANIFEST_MAX_BODY)
-		return store_error(-EBADMSG, "manifest '%s': implausible body length %llu", relpath,
-				   (unsigned long long)h->body_len);
-	if ((h->base_ino == 0) != (h->depth == 0) || h->depth > MANIFEST_MAX_DEPTH ||
-	    le32_get(raw + 76) != 0)
-		return store_error(-EBADMSG, "manifest '%s': bad base fields", relpath);
-	return 0;
-}
-
 int manifest_write(int store_dirfd, uint64_t ckpt_ino, uint32_t flags, const uint8_t *body,
-		   size_t len, const uint8_t content_id[STORE_CONTENT_ID_LEN],
-		   const struct manifest_base *base)
+		   size_t len, const uint8_t content_id[STORE_CONTENT_ID_LEN])
 {
 	_cleanup_free_ uint8_t *out = NULL;
 	_cleanup_close_ int fd = -1;
 	_cleanup_close_ int dfd = -1;
-	struct manifest_header h = {.flags = flags, .ckpt_ino = ckpt_ino, .body_len = len};
-	ZSTD_CCtx *cc = NULL;
 	char path[96], tmp[112];
 	size_t cap = MANIFEST_HEADER_LEN + ZSTD_compressBound(len), n;
 	int r;
 
-	if (base && (base->depth >= MANIFEST_MAX_DEPTH || base->len + len > MANIFEST_MAX_PREFIXED))
-		base = NULL; /* start a new chain */
-	memcpy(h.content_id, content_id, STORE_CONTENT_ID_LEN);
-	if (base) {
-		h.base_ino = base->ino;
-		memcpy(h.base_content_id, base->content_id, STORE_CONTENT_ID_LEN);
-		h.depth = base->depth + 1;
-	}
 	out = malloc(cap);
-	cc = ZSTD_createCCtx();
-	if (!out || !cc) {
-		ZSTD_freeCCtx(cc);
+	if (!out)
 		return -ENOMEM;
-	}
-	header_put(out, &h);
-	/* With a base, most runs of chunk ids repeat the previous checkpoint's: compressing
-	 * against its body stores only what changed. */
-	ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 3);
-	if (base) {
-		unsigned wlog = 10;
-
-		while (wlog < 26 && (1ULL << wlog) < base->len + len)
-			wlog++;
-		ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, (int)wlog);
-		ZSTD_CCtx_setParameter(cc, ZSTD_c_enableLongDistanceMatching, 1);
-		ZSTD_CCtx_refPrefix(cc, base->body, base->len);
-	}
-	n = ZSTD_compress2(cc, out + MANIFEST_HEADER_LEN, cap - MANIFEST_HEADER_LEN, body, len);
-	ZSTD_freeCCtx(cc);
+	memcpy(out, MANIFEST_MAGIC, 8);
+	le32_put(out + 8, MANIFEST_VERSION);
+	le32_put(out + 12, flags);
+	le64_put(out + 16, ckpt_ino);
+	le64_put(out + 24, len);
+	memcpy(out + 32, content_id, STORE_CONTENT_ID_LEN);
+	n = ZSTD_compress(out + MANIFEST_HEADER_LEN, cap - MANIFEST_HEADER_LEN, body, len, 3);
 	if (ZSTD_isError(n))
 		return store_error(-EIO, "compress manifest of checkpoint %llu",
 				   (unsigned long long)ckpt_ino);
@@ -406,35 +340,16 @@ int manifest_write(int store_dirfd, uint64_t ckpt_ino, uint32_t flags, const uin
 	return 0;
 }
 
-int manifest_read_header(int store_dirfd, const char *relpath, struct manifest_header *ret_hdr)
-{
-	_cleanup_close_ int fd = -1;
-	uint8_t raw[MANIFEST_HEADER_LEN];
-	int r;
-
-	fd = openat(store_dirfd, relpath, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return store_error(-errno, "open manifest '%s': %m", relpath);
-	r = pread_full(fd, raw, sizeof(raw), 0);
-	if (r == -EBADMSG)
-		return store_error(-EBADMSG, "manifest '%s' is truncated", relpath);
-	if (r < 0)
-		return store_error(r, "read manifest '%s': %s", relpath, strerror(-r));
-	return header_get(raw, relpath, ret_hdr);
-}
-
-static int manifest_read_chain(int store_dirfd, const char *relpath, unsigned hops,
-			       struct manifest_header *ret_hdr, uint8_t **ret_body, size_t *ret_len)
+int manifest_read(int store_dirfd, const char *relpath, struct manifest_header *ret_hdr,
+		  uint8_t **ret_body, size_t *ret_len)
 {
 	_cleanup_close_ int fd = -1;
 	_cleanup_free_ uint8_t *raw = NULL;
 	_cleanup_free_ uint8_t *body = NULL;
-	_cleanup_free_ uint8_t *base_body = NULL;
-	struct manifest_header h, bh;
+	struct manifest_header h;
 	uint8_t id[STORE_CONTENT_ID_LEN];
-	ZSTD_DCtx *dc = NULL;
 	struct stat st;
-	size_t n, name_len, base_len = 0;
+	size_t n, name_len;
 	int r;
 
 	fd = openat(store_dirfd, relpath, O_RDONLY | O_CLOEXEC);
@@ -450,38 +365,26 @@ static int manifest_read_chain(int store_dirfd, const char *relpath, unsigned ho
 	r = pread_full(fd, raw, (size_t)st.st_size, 0);
 	if (r < 0)
 		return store_error(r, "read manifest '%s': %s", relpath, strerror(-r));
-	r = header_get(raw, relpath, &h);
-	if (r < 0)
-		return r;
-	if (h.base_ino) {
-		char bpath[96];
-
-		/* Depth is bounded by the writer; hops also stop a loop in a damaged store. */
-		if (hops >= MANIFEST_MAX_DEPTH || h.base_ino == h.ckpt_ino)
-			return store_error(-EBADMSG, "manifest '%s': base chain too long", relpath);
-		snprintf(bpath, sizeof(bpath), STORE_MANIFEST_DIR "/%llu.manifest",
-			 (unsigned long long)h.base_ino);
-		r = manifest_read_chain(store_dirfd, bpath, hops + 1, &bh, &base_body, &base_len);
-		if (r < 0)
-			return store_error(r == -ENOENT ? -EBADMSG : r,
-					   "manifest '%s': its base '%s' is unreadable: %s",
-					   relpath, bpath, r == -ENOENT ? "missing" : strerror(-r));
-		if (memcmp(bh.content_id, h.base_content_id, STORE_CONTENT_ID_LEN) != 0)
-			return store_error(-EBADMSG,
-					   "manifest '%s': base '%s' has another content id",
-					   relpath, bpath);
-	}
+	if (memcmp(raw, MANIFEST_MAGIC, 8) != 0)
+		return store_error(-EBADMSG, "manifest '%s': bad magic", relpath);
+	h.version = le32_get(raw + 8);
+	if (h.version != MANIFEST_VERSION)
+		return store_error(
+			-EOPNOTSUPP,
+			"manifest '%s' has format version %u; this build reads version %u", relpath,
+			h.version, MANIFEST_VERSION);
+	h.flags = le32_get(raw + 12);
+	h.ckpt_ino = le64_get(raw + 16);
+	h.body_len = le64_get(raw + 24);
+	memcpy(h.content_id, raw + 32, STORE_CONTENT_ID_LEN);
+	if (h.body_len < 2 || h.body_len > MANIFEST_MAX_BODY)
+		return store_error(-EBADMSG, "manifest '%s': implausible body length %llu", relpath,
+				   (unsigned long long)h.body_len);
 	body = malloc(h.body_len);
-	dc = ZSTD_createDCtx();
-	if (!body || !dc) {
-		ZSTD_freeDCtx(dc);
+	if (!body)
 		return -ENOMEM;
-	}
-	if (base_body)
-		ZSTD_DCtx_refPrefix(dc, base_body, base_len);
-	n = ZSTD_decompressDCtx(dc, body, h.body_len, raw + MANIFEST_HEADER_LEN,
-				(size_t)st.st_size - MANIFEST_HEADER_LEN);
-	ZSTD_freeDCtx(dc);
+	n = ZSTD_decompress(body, h.body_len, raw + MANIFEST_HEADER_LEN,
+			    (size_t)st.st_size - MANIFEST_HEADER_LEN);
 	if (ZSTD_isError(n) || n != h.body_len)
 		return store_error(-EBADMSG, "manifest '%s': body does not decompress", relpath);
 	name_len = le16_get(body);
@@ -494,75 +397,6 @@ static int manifest_read_chain(int store_dirfd, const char *relpath, unsigned ho
 	*ret_body = TAKE_PTR(body);
 	*ret_len = n;
 	return 0;
-}
-
-int manifest_read(int store_dirfd, const char *relpath, struct manifest_header *ret_hdr,
-		  uint8_t **ret_body, size_t *ret_len)
-{
-	return manifest_read_chain(store_dirfd, relpath, 0, ret_hdr, ret_body, ret_len);
-}
-
-int manifest_rebase_dependents(int store_dirfd, uint64_t ckpt_ino)
-{
-	_cleanup_free_ uint8_t *gb_body = NULL;
-	struct manifest_header gh, gbh;
-	struct manifest_base nb, *newbase = NULL;
-	char path[96];
-	size_t gb_len;
-	struct dirent *de;
-	DIR *d;
-	int dfd, r = 0;
-
-	snprintf(path, sizeof(path), STORE_MANIFEST_DIR "/%llu.manifest",
-		 (unsigned long long)ckpt_ino);
-	r = manifest_read_header(store_dirfd, path, &gh);
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0 || !(gh.flags & MANIFEST_F_SEALED))
-		return 0; /* only sealed manifests serve as bases */
-	/* Dependents move onto the base of the one that goes (or stand alone). */
-	if (gh.base_ino) {
-		char bpath[96];
-
-		snprintf(bpath, sizeof(bpath), STORE_MANIFEST_DIR "/%llu.manifest",
-			 (unsigned long long)gh.base_ino);
-		if (manifest_read(store_dirfd, bpath, &gbh, &gb_body, &gb_len) >= 0) {
-			nb = (struct manifest_base){.ino = gbh.ckpt_ino,
-						    .body = gb_body,
-						    .len = gb_len,
-						    .depth = gbh.depth};
-			memcpy(nb.content_id, gbh.content_id, STORE_CONTENT_ID_LEN);
-			newbase = &nb;
-		}
-	}
-	dfd = openat(store_dirfd, STORE_MANIFEST_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return store_error(-errno, "open '" STORE_MANIFEST_DIR "': %m");
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return -ENOMEM;
-	}
-	while ((de = readdir(d))) {
-		_cleanup_free_ uint8_t *body = NULL;
-		struct manifest_header h;
-		size_t len, nl = strlen(de->d_name);
-		char rel[300];
-
-		if (nl < 10 || strcmp(de->d_name + nl - 9, ".manifest") != 0)
-			continue;
-		snprintf(rel, sizeof(rel), STORE_MANIFEST_DIR "/%s", de->d_name);
-		if (manifest_read_header(store_dirfd, rel, &h) < 0 || h.base_ino != ckpt_ino)
-			continue;
-		r = manifest_read(store_dirfd, rel, &h, &body, &len);
-		if (r >= 0)
-			r = manifest_write(store_dirfd, h.ckpt_ino, h.flags, body, len,
-					   h.content_id, newbase);
-		if (r < 0)
-			break;
-	}
-	closedir(d);
-	return r;
 }
 
 struct rd {

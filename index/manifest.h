@@ -6,16 +6,12 @@
  * Owns: the manifest format, its builder (from the index) and its parser. File
  * STORE/manifests/<ckpt-ino>.manifest, written temp + fsync + rename:
  *
- *   file header (80 bytes, little-endian)
+ *   file header (48 bytes, little-endian)
  *   +----------+---------+-------+----------+----------+-----------------+
- *   | CKPTMANI | version | flags | ckpt_ino | body_len | content id (16) |
- *   |   8 B    |  u32    |  u32  |   u64    |   u64    |                 |
+ *   | CKPTMANI | version | flags | ckpt_ino | body_len | content id (16) |  then a zstd frame
+ *   |   8 B    |  u32    |  u32  |   u64    |   u64    |                 |  holding body_len bytes
  *   +----------+---------+-------+----------+----------+-----------------+
- *   | base_ino (u64) | base content id (16) | depth (u32) | reserved (u32, 0) |  then a zstd
- *   +----------------+----------------------+-------------+-------------------+  frame of the body
- *   flags bit 0: sealed. base_ino 0: the frame stands alone (depth 0). Otherwise the frame was
- *   compressed with the decompressed body of manifests/<base_ino>.manifest (a sealed manifest
- *   whose content id must match) as zstd prefix; depth = the base's depth + 1 (at most 16).
+ *   flags bit 0: sealed.
 
  *   body = u16 name_len, name (the checkpoint's name) | entries ...
  *   content id = XXH3-128 over the entries part only (independent of name and inode numbers)
@@ -46,8 +42,7 @@
 
 #define MANIFEST_MAGIC	    "CKPTMANI"
 #define MANIFEST_VERSION    1u
-#define MANIFEST_HEADER_LEN 80u
-#define MANIFEST_MAX_DEPTH  16u
+#define MANIFEST_HEADER_LEN 48u
 #define MANIFEST_F_SEALED   1u
 /* Bodies beyond this are refused as corrupt (a checkpoint of ~1 TiB has ~4 GiB of ids). */
 #define MANIFEST_MAX_BODY (1ULL << 34)
@@ -61,18 +56,6 @@ struct manifest_header {
 	uint64_t ckpt_ino;
 	uint64_t body_len;
 	uint8_t content_id[STORE_CONTENT_ID_LEN];
-	uint64_t base_ino; /* 0: no base */
-	uint8_t base_content_id[STORE_CONTENT_ID_LEN];
-	uint32_t depth;
-};
-
-/* A sealed manifest's decompressed body, used as the zstd prefix of a newer manifest. */
-struct manifest_base {
-	uint64_t ino;
-	uint8_t content_id[STORE_CONTENT_ID_LEN];
-	const uint8_t *body;
-	size_t len;
-	uint32_t depth;
 };
 
 struct manifest_entry {
@@ -100,20 +83,11 @@ struct manifest_ops {
  * ret_content_id gets the content id. */
 int manifest_build(struct idx_txn *txn, uint64_t ckpt_ino, const char *name, uint8_t **ret_body,
 		   size_t *ret_len, uint8_t ret_content_id[STORE_CONTENT_ID_LEN]);
-/* Compresses and writes body durably as manifests/<ckpt_ino>.manifest under store_dirfd, against
- * base when given (ignored when the chain would get too deep or the window too large). Callers
- * hold LMDB's writer lock, which serialises manifest writers across processes. */
+/* Compresses and writes body durably as manifests/<ckpt_ino>.manifest under store_dirfd. */
 int manifest_write(int store_dirfd, uint64_t ckpt_ino, uint32_t flags, const uint8_t *body,
-		   size_t len, const uint8_t content_id[STORE_CONTENT_ID_LEN],
-		   const struct manifest_base *base);
-/* Only the header (no base resolution, no body). */
-int manifest_read_header(int store_dirfd, const char *relpath, struct manifest_header *ret_hdr);
-/* Before checkpoint ckpt_ino's manifest goes: rewrites every manifest compressed against it onto
- * its own base (or standalone). Caller holds LMDB's writer lock and unlinks the file after. */
-int manifest_rebase_dependents(int store_dirfd, uint64_t ckpt_ino);
-/* Reads and decompresses a manifest file (path relative to store_dirfd), following its base
- * chain. -EBADMSG/-EOPNOTSUPP name the file. Caller frees *ret_body. Verifies the content id
- * (and each base's). */
+		   size_t len, const uint8_t content_id[STORE_CONTENT_ID_LEN]);
+/* Reads and decompresses a manifest file (path relative to store_dirfd). -EBADMSG/-EOPNOTSUPP
+ * name the file. Caller frees *ret_body. Verifies the content id. */
 int manifest_read(int store_dirfd, const char *relpath, struct manifest_header *ret_hdr,
 		  uint8_t **ret_body, size_t *ret_len);
 /* Walks a body. ret_name (optional, 256 bytes) gets the checkpoint name. */

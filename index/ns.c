@@ -710,8 +710,6 @@ static int ns_remove(struct store *s, uint64_t parent, const char *name, bool wa
 	now_ts(&dir.mtime);
 	dir.ctime = dir.mtime;
 	r = ino_save(txn, &dir);
-	if (r >= 0 && want_dir && parent == STORE_ROOT_INO)
-		r = ckpt_manifest_forget(s, ino);
 	if (r < 0)
 		goto out;
 	r = idx_txn_commit(txn);
@@ -1048,12 +1046,6 @@ int store_rename(struct store *s, uint64_t parent, const char *name, uint64_t ne
 	}
 	if (have_dst && (flags & STORE_RENAME_EXCHANGE) && ckpt_of(&a.dir, b.ino) != dst.ckpt_ino) {
 		r = retag_subtree(s, txn, b.ino, ckpt_of(&a.dir, b.ino), 0);
-		if (r < 0)
-			goto out;
-	}
-	if (b.exists && newparent == STORE_ROOT_INO && !(flags & STORE_RENAME_EXCHANGE)) {
-		/* The replaced checkpoint's manifest goes below. */
-		r = ckpt_manifest_forget(s, b.ino);
 		if (r < 0)
 			goto out;
 	}

@@ -394,7 +394,6 @@ void store_close(struct store *s)
 	store_drop_inodes(s);
 	page_pool_drain(s);
 	u64map_clear(&s->touched);
-	free(s->mb_body);
 	if (s->db && (s->flags & STORE_OPEN_EXCLUSIVE) && !(s->flags & STORE_OPEN_RDONLY))
 		index_compact(s);
 	idx_db_close(s->db);

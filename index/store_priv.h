@@ -101,12 +101,6 @@ struct store {
 	bool flusher_started, flusher_stop;
 	pthread_t flusher;
 	struct u64map touched; /* checkpoints with data indexed since their last manifest */
-	/* Cached body of the last manifest base (used under LMDB's writer lock only). */
-	uint64_t mb_ino;
-	uint8_t mb_id[STORE_CONTENT_ID_LEN];
-	uint8_t *mb_body;
-	size_t mb_len;
-	uint32_t mb_depth;
 
 	pthread_mutex_t pack_mu;
 	struct pack_writer *pw;
@@ -232,9 +226,6 @@ int store_read_chunk(struct store *s, const struct chunk_id *id, uint64_t ino, v
 int ckpt_seal_ino(struct store *s, uint64_t ckpt_ino, uint8_t ret_id[STORE_CONTENT_ID_LEN]);
 /* Writes the manifest of an unsealed checkpoint as of now (sync points). */
 int ckpt_write_manifest(struct store *s, uint64_t ckpt_ino);
-/* Before a checkpoint's manifest is deleted (inside the removing transaction): moves manifests
- * compressed against it onto another base. */
-int ckpt_manifest_forget(struct store *s, uint64_t ckpt_ino);
 /* Writes manifests of the touched checkpoints (only ckpt_ino if non-zero); takes s->mu. */
 int store_write_touched_manifests(struct store *s, uint64_t ckpt_ino);
 

@@ -12,27 +12,28 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: ckptfs dump --pid PID [--leave-running] DIR\n\n"
-		   "Freeze process PID, write its checkpoint image into DIR (created if missing; a\n"
-		   "DIR that already holds an image is refused), then kill it. On a ckptfs mount the\n"
-		   "checkpoint is sealed when complete. Prints how long the process was frozen.\n\n"
-		   "  -p, --pid PID        the process to dump (single-threaded, no children)\n"
-		   "  -l, --leave-running  let the process continue after the dump\n"
-		   "  -h, --help           this text\n\n"
-		   "Unsupported state (sockets, eventfd, more threads, ...) is refused before anything\n"
-		   "is written, and the process is left running as it was.\n");
+	fprintf(f,
+		"usage: ckptfs dump --pid PID [--leave-running] DIR\n\n"
+		"Freeze process PID, write its checkpoint image into DIR (created if missing; a\n"
+		"DIR that already holds an image is refused), then kill it. On a ckptfs mount the\n"
+		"checkpoint is sealed when complete. Prints how long the process was frozen.\n\n"
+		"  -p, --pid PID        the process to dump (single-threaded, no children)\n"
+		"  -l, --leave-running  let the process continue after the dump\n"
+		"  -h, --help           this text\n\n"
+		"Unsupported state (sockets, eventfd, more threads, ...) is refused before anything\n"
+		"is written, and the process is left running as it was.\n");
 }
 
 int cmd_dump(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "pid", required_argument, NULL, 'p' },
-		{ "leave-running", no_argument, NULL, 'l' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"pid", required_argument, NULL, 'p'},
+		{"leave-running", no_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
-	struct cr_dump_opts o = { 0 };
-	struct cr_dump_stats st = { 0 };
+	struct cr_dump_opts o = {0};
+	struct cr_dump_stats st = {0};
 	int c;
 
 	optind = 1;

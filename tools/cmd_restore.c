@@ -11,25 +11,26 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: ckptfs restore [--detach] [--pidfile FILE] DIR\n\n"
-		   "Restore the process checkpointed in DIR with its old PID (which must be free).\n"
-		   "By default the restorer stays its parent, waits for it and exits with its exit\n"
-		   "status (128+N if it was killed by signal N). A process dumped from a terminal is\n"
-		   "attached to the restorer's terminal.\n\n"
-		   "  -d, --detach        exit 0 once the process runs, leaving it running\n"
-		   "  -P, --pidfile FILE  write the restored pid to FILE\n"
-		   "  -h, --help          this text\n");
+	fprintf(f,
+		"usage: ckptfs restore [--detach] [--pidfile FILE] DIR\n\n"
+		"Restore the process checkpointed in DIR with its old PID (which must be free).\n"
+		"By default the restorer stays its parent, waits for it and exits with its exit\n"
+		"status (128+N if it was killed by signal N). A process dumped from a terminal is\n"
+		"attached to the restorer's terminal.\n\n"
+		"  -d, --detach        exit 0 once the process runs, leaving it running\n"
+		"  -P, --pidfile FILE  write the restored pid to FILE\n"
+		"  -h, --help          this text\n");
 }
 
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "detach", no_argument, NULL, 'd' },
-		{ "pidfile", required_argument, NULL, 'P' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"detach", no_argument, NULL, 'd'},
+		{"pidfile", required_argument, NULL, 'P'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
-	struct cr_restore_opts o = { 0 };
+	struct cr_restore_opts o = {0};
 	int c, status = 0;
 
 	optind = 1;

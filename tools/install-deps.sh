@@ -6,6 +6,7 @@ pkgs=(
 	libfuse3-dev fuse3 liblmdb-dev lmdb-utils libzstd-dev zstd libxxhash-dev
 	fio attr python3 perl
 	bash-builtins tcl
+	squashfuse fuse-overlayfs squashfs-tools
 )
 missing=()
 for p in "${pkgs[@]}"; do

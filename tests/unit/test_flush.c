@@ -97,7 +97,7 @@ static void *writer_main(void *arg)
 struct churn {
 	struct store *s;
 	uint64_t dir;
-	volatile bool stop;
+	bool stop; /* __atomic accesses: the threads poll it */
 	int failures;
 	uint64_t *inos;
 };
@@ -107,7 +107,7 @@ static void *syncer_main(void *arg)
 	struct churn *c = arg;
 	uint64_t rng = 77;
 
-	while (!c->stop) {
+	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
 		if (store_fsync(c->s, c->inos[xs(&rng) % NWRITERS], false) < 0)
 			c->failures++;
 		usleep(2000);
@@ -121,7 +121,7 @@ static void *churn_main(void *arg)
 	struct store_attr a;
 	char name[32];
 
-	for (unsigned i = 0; !c->stop; i++) {
+	for (unsigned i = 0; !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE); i++) {
 		snprintf(name, sizeof(name), "f%u", i % 50);
 		if (store_mknod(c->s, c->dir, name, S_IFREG | 0644, 0, 0, 0, &a) == 0) {
 			if (store_write(c->s, a.ino, name, strlen(name), 4096 * (i % 7)) < 0)
@@ -151,7 +151,9 @@ int main(void)
 	snprintf(path, sizeof(path), "%s/store", dir);
 	REQUIRE(store_init(path) == 0);
 	REQUIRE(store_open(path, STORE_OPEN_EXCLUSIVE, &s) == 0);
-	s->dirty_budget = 2 << 20; /* constant flushing and back-pressure */
+	pthread_mutex_lock(&s->mu); /* the flusher thread reads it */
+	s->dirty_budget = 2 << 20;  /* constant flushing and back-pressure */
+	pthread_mutex_unlock(&s->mu);
 	REQUIRE(store_mkdir(s, STORE_ROOT_INO, "mt", 0755, 0, 0, &c) == 0);
 	REQUIRE(store_mkdir(s, c.ino, "churn", 0755, 0, 0, &d) == 0);
 	for (int i = 0; i < NWRITERS; i++) {
@@ -170,7 +172,7 @@ int main(void)
 	REQUIRE(pthread_create(&tchurn, NULL, churn_main, &ch) == 0);
 	for (int i = 0; i < NWRITERS; i++)
 		pthread_join(th[i], NULL);
-	ch.stop = true;
+	__atomic_store_n(&ch.stop, true, __ATOMIC_RELEASE);
 	pthread_join(tsync, NULL);
 	pthread_join(tchurn, NULL);
 	CHECK_EQ(ch.failures, 0);

@@ -104,8 +104,14 @@ static void test_random(const char *path)
 	model = calloc(1, MODEL_MAX);
 	REQUIRE(model);
 	REQUIRE(store_open(path, STORE_OPEN_EXCLUSIVE, &s) == 0);
-	s->dirty_budget = 1 << 20;    /* force spills into packs mid-stream */
-	s->pack_roll_bytes = 1 << 20; /* and many packs, read across */
+	/* Force spills into packs mid-stream, and many packs, read across. The flusher thread
+	 * reads the budget under s->mu, the roll size under s->pack_mu. */
+	pthread_mutex_lock(&s->mu);
+	s->dirty_budget = 1 << 20;
+	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_lock(&s->pack_mu);
+	s->pack_roll_bytes = 1 << 20;
+	pthread_mutex_unlock(&s->pack_mu);
 	REQUIRE(store_mkdir(s, STORE_ROOT_INO, "rnd", 0755, 0, 0, &c) == 0);
 	REQUIRE(store_mknod(s, c.ino, "f", S_IFREG | 0644, 0, 0, 0, &f) == 0);
 	REQUIRE(store_open_inode(s, f.ino, true) == 0);

@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -185,7 +186,7 @@ def goals(wl, s):
     if ck["readback_s"] is not None and tb is not None:
         sp = tb / ck["readback_s"]
         out.append(("HOLDS" if sp >= 3 else "MISSES",
-                    "read-back %.2f s is %.1f× faster than %s (%.2f s) (goal ≥ 3×)" %
+                    "read-back %.2f s is %.2f× faster than %s (%.2f s) (goal ≥ 3×)" %
                     (ck["readback_s"], sp, TUNED_PAGE_PEER, tb)))
     if ck["readback_s"] is not None and cr is not None:
         sl = ck["readback_s"] / cr
@@ -337,6 +338,30 @@ def render(res, args):
             md.append("")
             md.append("Dumping took %.2f s per checkpoint (median, freeze to last byte written)." %
                       statistics.median(s["dump_s"]))
+        frozen = []
+        try:
+            with open(os.path.join(args.out, "logs", "dump-%s.log" % wl)) as f:
+                for line in f:
+                    m = re.search(r"frozen for ([0-9.]+) ms", line)
+                    if m:
+                        frozen.append(float(m.group(1)))
+        except OSError:
+            pass
+        if frozen:
+            md[-1] += (" The process stayed frozen %.0f ms (median; max %.0f ms), as `ckptfs "
+                       "dump` reports." % (statistics.median(frozen), max(frozen)))
+        parts = {}
+        try:
+            with open(os.path.join(args.out, "logs", "%s-ckptfs-du.txt" % wl)) as f:
+                for line in f:
+                    size, path = line.rstrip("\n").split("\t", 1)
+                    parts[os.path.basename(path)] = int(size)
+        except (OSError, ValueError):
+            pass
+        if parts and s["ideal"]:
+            md.append("The ckptfs store on disk: %s." % ", ".join(
+                "%s %.1f MiB (%.3f× ideal)" % (k, v / MIB, v / s["ideal"])
+                for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v >= MIB))
         dfj = os.path.join(args.out, "logs", "%s-ckptfs-df.json" % wl)
         try:
             with open(dfj) as f:

@@ -527,6 +527,7 @@ run_workload() { # KIND
 
 say "machine: $(nproc) cores, kernel $(uname -r), $(awk '/MemTotal/ { printf "%d GiB", $2 / 1048576 }' /proc/meminfo); work dir $work"
 say "mode: $mode: python3 dict ${py_mib} MiB, sqlite3 ${sql_mib} MiB, $nckpt checkpoints each"
+load_start=$(cut -d' ' -f1 /proc/loadavg)
 for wl in ${workloads//,/ }; do
 	dumper=
 	dumper_why=
@@ -537,7 +538,7 @@ report_args=(--raw "$raw" --out "$out" --mode "$mode" --command "tests/bench/pee
 if [ "$quick" = 1 ]; then
 	report_args=(--raw "$raw" --out "$out" --mode "$mode" --command "tests/bench/peers/run.sh --quick")
 fi
-report_args+=(--load "${load_start:-?} $(cut -d' ' -f1 /proc/loadavg)")
+report_args+=(--load "$load_start $(cut -d' ' -f1 /proc/loadavg)")
 if [ "$update_docs" = 1 ]; then
 	report_args+=(--docs "$top/docs")
 fi

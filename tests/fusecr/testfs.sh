@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# testfs.sh - the test daemon (testfs.c) dumped and restored while clients hammer its mount:
+# zero client errors, the counter continues, files made before the dump are still there, a
+# read the daemon was sleeping in at dump time completes after restore, requests made while it
+# was down are served, the restored daemon holds the same connection at the same fd number,
+# the keeper goes away, a second restore is refused; then the --leave-running variant.
+. "$(dirname "$0")/fusecr_lib.sh"
+: "${TESTFS:?}" "${FUSECLIENT:?}"
+
+M=$T/mnt
+mkdir -p "$M"
+cd "$T" || exit 1
+
+"$TESTFS" "$M" &
+D=$!
+fc_track "$D"
+fc_track_mount "$M"
+fc_wait_mount "$M"
+CONN=$(fc_conn_of "$M")
+[ "$(fc_threads "$D")" = 1 ] || fc_fail "testfs is not single-threaded"
+FD=$(for f in /proc/"$D"/fd/*; do [ "$(readlink "$f")" = /dev/fuse ] && basename "$f"; done)
+[ -n "$FD" ] || fc_fail "testfs holds no /dev/fuse fd"
+
+for i in 1 2; do
+	"$FUSECLIENT" counter "$M" "$T/stop" >"$T/client$i.out" 2>&1 &
+	C[i]=$!
+	fc_track "${C[i]}"
+done
+sleep 0.5
+# The daemon sleeps 2 s inside this read: the dump catches it in the middle.
+(timeout 30 cat "$M/slow" >"$T/slow.out") &
+S=$!
+fc_track "$S"
+sleep 0.3
+
+fc_track_image "$T/img"
+"$CKPTFS" dump --pid "$D" "$T/img" || fc_fail "dump of testfs failed"
+wait "$D" 2>/dev/null # reap it: restore needs its pid free
+fc_mounted "$M" || fc_fail "the mount went away with the daemon"
+KEEPER=$(fc_keeper_of "$T/img")
+[ -n "$KEEPER" ] && fc_alive "$KEEPER" || fc_fail "no live keeper after the dump"
+"$CKPTFS" show "$T/img" | grep -q "fuse .*conn $CONN mount '$M'.*holding" ||
+	fc_fail "show does not report connection $CONN of '$M' as held"
+
+# Requests while nobody serves: they must queue, not fail.
+(timeout 30 cat "$M/counter" >"$T/queued.out") &
+Q=$!
+fc_track "$Q"
+sleep 1
+[ -e "$FUSECTL/$CONN/waiting" ] && fc_log "requests waiting during the gap: $(cat "$FUSECTL/$CONN/waiting")"
+
+"$CKPTFS" restore --pidfile "$T/pid" "$T/img" >"$T/restore.out" 2>&1 &
+R=$!
+fc_track "$R"
+fc_wait 30 "the restored pid file" test -s "$T/pid"
+RP=$(cat "$T/pid")
+fc_track "$RP"
+[ "$RP" = "$D" ] || fc_fail "restored pid $RP, dumped $D"
+[ "$(fc_fd_conn "$RP" "$FD")" = "$CONN" ] ||
+	fc_fail "restored daemon fd $FD does not serve connection $CONN"
+fc_wait 10 "the keeper to exit after the handover" fc_gone "$KEEPER"
+"$CKPTFS" show "$T/img" | grep -q "keeper pid $KEEPER .*gone" ||
+	fc_fail "show does not report the keeper as gone"
+
+fc_join "$Q" 15 || fc_fail "a read queued while the daemon was down failed"
+grep -Eq '^[0-9]{20}$' "$T/queued.out" || fc_fail "queued read returned '$(cat "$T/queued.out")'"
+fc_join "$S" 15 || fc_fail "the read in flight at dump time failed"
+[ "$(cat "$T/slow.out")" = slow-ok ] || fc_fail "in-flight read returned '$(cat "$T/slow.out")'"
+
+sleep 1
+touch "$T/stop"
+for i in 1 2; do
+	fc_join "${C[i]}" 30 || fc_fail "client $i: $(cat "$T/client$i.out")"
+	fc_log "client $i: $(tail -n1 "$T/client$i.out")"
+done
+last=$(sed -n 's/.*counter=\([0-9]*\).*/\1/p' "$T/client1.out")
+[ "${last:-0}" -gt 10 ] || fc_fail "counter did not advance: '$last'"
+
+# The connection was handed over: a second restore must refuse, clearly.
+if "$CKPTFS" restore --detach "$T/img" >"$T/second.out" 2>&1; then
+	fc_fail "a second restore of the same image succeeded"
+fi
+grep -q "twice" "$T/second.out" || fc_fail "second restore: unclear refusal: $(cat "$T/second.out")"
+fc_alive "$RP" || fc_fail "the second restore attempt hurt the restored daemon"
+
+kill -TERM "$RP"
+fc_join "$R" 15
+fc_wait 10 "testfs to unmount" eval '! fc_mounted "$M"'
+
+# --leave-running: no keeper, the original keeps serving without a pause that fails anyone.
+rm -f "$T/stop"
+"$TESTFS" "$M" &
+D=$!
+fc_track "$D"
+fc_wait_mount "$M"
+"$FUSECLIENT" counter "$M" "$T/stop" >"$T/client3.out" 2>&1 &
+C3=$!
+fc_track "$C3"
+sleep 0.3
+fc_track_image "$T/img2"
+"$CKPTFS" dump --leave-running --pid "$D" "$T/img2" || fc_fail "--leave-running dump failed"
+fc_alive "$D" || fc_fail "the original died in a --leave-running dump"
+"$CKPTFS" show "$T/img2" | grep -q "not kept" || fc_fail "show does not say 'not kept'"
+pgrep -x ckptfs-keeper -P 1 >/dev/null 2>&1 && fc_log "note: some keeper runs on this machine"
+if "$CKPTFS" restore --detach "$T/img2" >"$T/lr.out" 2>&1; then
+	fc_fail "restore of a --leave-running image succeeded while the original runs"
+fi
+grep -q "still served by the original" "$T/lr.out" || fc_fail "unclear refusal: $(cat "$T/lr.out")"
+sleep 0.3
+touch "$T/stop"
+fc_join "$C3" 30 || fc_fail "client across --leave-running dump: $(cat "$T/client3.out")"
+kill -TERM "$D"
+fc_join "$D" 15
+echo "PASS: $(tail -n1 "$T/client1.out")"
