@@ -570,6 +570,10 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 	if (ptrace(PTRACE_GETREGS, c.pid, 0, &c.regs) < 0 ||
 	    ptrace(PTRACE_GETSIGMASK, c.pid, sizeof(uint64_t), &c.t->sigmask) < 0) {
 		ret = -errno;
+		cr_error("pid %d: reading registers: %s", c.pid, strerror(errno));
+		/* Nothing was changed yet and there is nothing valid to put back. */
+		ptrace(PTRACE_DETACH, c.pid, 0, 0);
+		frozen = false;
 		goto out;
 	}
 	/* Inspect everything before changing anything; re-check what may have raced. */

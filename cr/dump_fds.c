@@ -320,21 +320,14 @@ static int dump_pipe(struct dump_ctx *c, struct cr_fd *f)
 			 f->fd, n < 0 ? strerror(errno) : "short tee");
 		goto out;
 	}
-	ret = pread_full(tmp[0], buf, (size_t)avail, 0);
-	if (ret == -ESPIPE) {
-		ssize_t got = 0;
-		while (got < avail) {
-			ssize_t k = read(tmp[0], buf + got, (size_t)(avail - got));
-			if (k <= 0) {
-				ret = k < 0 ? -errno : -EIO;
-				goto out;
-			}
-			got += k;
+	for (ssize_t got = 0; got < avail;) {
+		ssize_t k = read(tmp[0], buf + got, (size_t)(avail - got));
+		if (k <= 0) {
+			ret = k < 0 ? -errno : -EIO;
+			goto out;
 		}
-		ret = 0;
+		got += k;
 	}
-	if (ret < 0)
-		goto out;
 	snprintf(name, sizeof(name), "pipe-%" PRIu64 ".data", f->pipe_id);
 	ret = write_data_file(c, name, -1, (uint64_t)avail, buf);
 	if (ret < 0)

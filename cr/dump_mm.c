@@ -118,9 +118,9 @@ static int classify(struct dump_ctx *c, struct cr_vma *v, const char *name, bool
 				 c->pid, v->start, name);
 			return -EOPNOTSUPP;
 		}
-		/* A private view of a file that is gone: keep every page, rebuild as anonymous. */
+		/* A private view of a file that is gone: keep every page, rebuild as anonymous
+		 * (an anonymous VMA with a path is only ever this). */
 		v->kind = CR_VMA_ANON;
-		v->flags |= 0x100; /* internal: save all, stripped below */
 		return 0;
 	}
 	snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, c->pid, v->start,
@@ -446,8 +446,7 @@ int dump_mm_write_pages(struct dump_ctx *c)
 		struct cr_vma *v = &c->t->vmas[i];
 		enum save_policy pol = SAVE_NONE;
 
-		if (v->flags & 0x100) {
-			v->flags &= ~0x100u;
+		if (v->kind == CR_VMA_ANON && v->path) {
 			pol = SAVE_ALL;
 		} else if (v->kind == CR_VMA_ANON) {
 			pol = SAVE_ANON;

@@ -4,7 +4,8 @@
  *
  * cr/ functions return 0 or -errno; where the errno alone cannot say which object failed and why
  * (a pid, an fd number, an image file and offset), they also record one sentence here. The tool
- * that decides what to print shows it. Also logged at debug level when recorded.
+ * that decides what to print shows it. Also logged at debug level when recorded; errno is
+ * preserved, so `cr_error(...); return -errno;` is safe.
  * Thread-safety: one message per thread (thread-local).
  */
 #ifndef CKPTFS_CR_ERROR_H

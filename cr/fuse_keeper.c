@@ -439,12 +439,11 @@ fail:
 
 int fuse_keeper_confirm(struct fuse_keeper_take *tk)
 {
-	uint8_t req[REQ_LEN];
 	uint32_t nr = 0;
-	int ret;
+	int ret = -EIO;
 
-	ret = -EIO;
 	if (tk->sock >= 0) {
+		uint8_t req[REQ_LEN];
 		put_req(req, tk->id, KEEPER_OP_CONFIRM);
 		if (send(tk->sock, req, sizeof(req), MSG_NOSIGNAL) == (ssize_t)sizeof(req))
 			ret = client_answer(tk->sock, &nr, NULL, NULL, NULL);

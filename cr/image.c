@@ -1083,7 +1083,10 @@ static int load_file(int dirfd, const char *dir, const char *name, struct cr_ima
 	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int ret = -errno;
-		cr_error("image '%s': %s", label, strerror(errno));
+		if (ret == -ENOENT && kind == CR_FILE_INVENTORY)
+			cr_error("'%s' holds no complete checkpoint image (no inventory.img)", dir);
+		else
+			cr_error("image '%s': %s", label, strerror(errno));
 		return ret == -ENOENT && kind == CR_FILE_INVENTORY ? -ENOENT
 		       : ret == -ENOENT				   ? -EBADMSG
 								   : ret;
@@ -1116,6 +1119,7 @@ int cr_image_load(const char *dir, struct cr_image **ret)
 	_cleanup_close_ int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0) {
 		r = -errno;
+		cr_error("cannot open image directory '%s': %s", dir, strerror(-r));
 		goto fail;
 	}
 	r = load_file(dirfd, dir, "inventory.img", img, NULL, CR_FILE_INVENTORY);

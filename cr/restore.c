@@ -52,6 +52,16 @@ struct restore_ctx {
 
 static int check_files(const struct cr_task *t)
 {
+	struct stat cst;
+
+	if (t->cwd && (stat(t->cwd, &cst) < 0 || !S_ISDIR(cst.st_mode))) {
+		cr_error("the working directory '%s' is gone", t->cwd);
+		return -ENOENT;
+	}
+	if (t->exe && stat(t->exe, &cst) < 0) {
+		cr_error("the executable '%s' is gone: %s", t->exe, strerror(errno));
+		return -ENOENT;
+	}
 	for (uint32_t i = 0; i < t->nr_vmas; i++) {
 		const struct cr_vma *v = &t->vmas[i];
 		struct stat st;
@@ -612,14 +622,10 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 	struct child_plan plan = {0};
 	struct restore_ctx c = {.dir = opts->dir, .pid = -1, .memfd = -1};
 	uint64_t vdso_base = 0;
-	int ret, status;
+	int ret, status = 0;
 
 	cr_error_clear();
 	ret = cr_image_load(opts->dir, &img);
-	if (ret == -ENOENT) {
-		cr_error("'%s' holds no complete checkpoint image (no inventory.img)", opts->dir);
-		return ret;
-	}
 	if (ret < 0)
 		return ret;
 	c.t = &img->tasks[0];
@@ -662,6 +668,12 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 	plan.umask = t->umask;
 	plan.personality = t->personality;
 	plan.setsid = t->sid == t->pid;
+	/* A group leader gets its own group again, unless it talks to a terminal: a job of the
+	 * restorer's terminal must stay in the restorer's (foreground) group. */
+	bool has_tty = false;
+	for (uint32_t i = 0; i < t->nr_fds; i++)
+		has_tty |= t->fds[i].kind == CR_FD_TTY;
+	plan.setpgid = !plan.setsid && t->pgid == t->pid && !has_tty;
 
 	fflush(NULL);
 	pid_t pid = restore_child_spawn(&plan);
@@ -675,13 +687,16 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 		goto out;
 	}
 	c.pid = pid;
-	ret = wait_stopped(pid, &status);
-	if (ret < 0) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid && WIFEXITED(st) &&
-		    WEXITSTATUS(st) > CHILD_FAIL_BASE)
+	while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR)
+		;
+	if (!WIFSTOPPED(status)) {
+		/* The child reaped here reports which preparation step failed. */
+		if (WIFEXITED(status) && WEXITSTATUS(status) > CHILD_FAIL_BASE)
 			cr_error("restoring pid %d: the child failed %s", pid,
-				 child_step_name(WEXITSTATUS(st) - CHILD_FAIL_BASE));
+				 child_step_name(WEXITSTATUS(status) - CHILD_FAIL_BASE));
+		else
+			cr_error("restoring pid %d: the child ended before it stopped", pid);
+		ret = -ECHILD;
 		c.pid = -1;
 		goto out;
 	}

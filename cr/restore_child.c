@@ -69,6 +69,8 @@ __attribute__((noreturn)) static void child_main(const struct child_plan *p)
 
 	if (p->setsid && rsys(SYS_setsid, 0, 0, 0, 0, 0, 0) < 0)
 		child_die(CHILD_STEP_SETSID);
+	if (p->setpgid && rsys(SYS_setpgid, 0, 0, 0, 0, 0, 0) < 0)
+		child_die(CHILD_STEP_SETPGID);
 	if (p->cwd && rsys(SYS_chdir, (long)p->cwd, 0, 0, 0, 0, 0) < 0)
 		child_die(CHILD_STEP_CWD);
 	rsys(SYS_umask, p->umask, 0, 0, 0, 0, 0);
@@ -116,6 +118,8 @@ const char *child_step_name(int step)
 		return "placing file descriptors";
 	case CHILD_STEP_SETSID:
 		return "creating its session";
+	case CHILD_STEP_SETPGID:
+		return "creating its process group";
 	case CHILD_STEP_CWD:
 		return "changing to its working directory";
 	case CHILD_STEP_TRAMPOLINE:

@@ -35,6 +35,7 @@ struct child_plan {
 	uint32_t umask;
 	uint32_t personality;
 	bool setsid;
+	bool setpgid; /* lead a new process group (it led one, outside a session it led) */
 	struct fuse_keeper_take *fuse; /* kept FUSE fds, until restore_fuse_finish */
 };
 
@@ -45,6 +46,7 @@ enum child_step {
 	CHILD_STEP_FDS_UP,
 	CHILD_STEP_FDS_PLACE,
 	CHILD_STEP_SETSID,
+	CHILD_STEP_SETPGID,
 	CHILD_STEP_CWD,
 	CHILD_STEP_TRAMPOLINE,
 	CHILD_STEP_TRACEME,

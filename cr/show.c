@@ -131,6 +131,12 @@ static void show_json(const struct cr_image *img, FILE *out)
 				f->cloexec ? "true" : "false", f->pos, f->dup_of,
 				f->kind == CR_FD_PIPE ? f->data_len : 0);
 			json_str(out, f->path);
+			if (f->kind == CR_FD_FUSE) {
+				fprintf(out,
+					",\"fuse_conn\":%u,\"fuse_keeper_pid\":%u,\"fuse_mount\":",
+					f->fuse_conn, f->fuse_keeper_pid);
+				json_str(out, f->fuse_mnt);
+			}
 			fputc('}', out);
 		}
 		fprintf(out, "]}");
@@ -144,10 +150,6 @@ int cr_show(const char *dir, bool json, FILE *out)
 
 	cr_error_clear();
 	int ret = cr_image_load(dir, &img);
-	if (ret == -ENOENT) {
-		cr_error("'%s' holds no complete checkpoint image (no inventory.img)", dir);
-		return ret;
-	}
 	if (ret < 0)
 		return ret;
 	if (json)

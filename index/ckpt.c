@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
+#include "index/maint_priv.h"
 #include "index/manifest.h"
 #include "index/pack.h"
 #include "index/store_priv.h"
@@ -178,6 +180,149 @@ int ckpt_write_manifest(struct store *s, uint64_t ckpt_ino)
 	if (r >= 0)
 		r = manifest_write(s->dirfd, ckpt_ino, 0, body, len, id);
 out:
+	idx_txn_abort(txn);
+	return r;
+}
+
+void ckpt_touch_locked(struct store *s, uint64_t ckpt_ino)
+{
+	if (ckpt_ino <= STORE_ROOT_INO || (s->flags & STORE_OPEN_RDONLY))
+		return;
+	/* Out of memory only costs freshness: the manifest stays as of the last sync point. */
+	if (u64map_put(&s->touched, ckpt_ino, (void *)1) < 0)
+		log_debug("store: cannot mark the manifest of checkpoint %llu stale: out of memory",
+			  (unsigned long long)ckpt_ino);
+}
+
+void ckpt_touch(struct store *s, uint64_t ckpt_ino)
+{
+	pthread_mutex_lock(&s->mu);
+	ckpt_touch_locked(s, ckpt_ino);
+	pthread_mutex_unlock(&s->mu);
+}
+
+#define TOMB_SUFFIX ".removed"
+
+static void manifest_paths(uint64_t ckpt_ino, char man[64], char tomb[64])
+{
+	snprintf(man, 64, STORE_MANIFEST_DIR "/%llu.manifest", (unsigned long long)ckpt_ino);
+	snprintf(tomb, 64, STORE_MANIFEST_DIR "/%llu" TOMB_SUFFIX, (unsigned long long)ckpt_ino);
+}
+
+static int manifest_dir_sync(struct store *s)
+{
+	_cleanup_close_ int dfd =
+		openat(s->dirfd, STORE_MANIFEST_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dfd < 0 || fsync(dfd) < 0)
+		return store_error(-errno, "fsync directory '" STORE_MANIFEST_DIR "': %m");
+	return 0;
+}
+
+int ckpt_manifest_bury(struct store *s, uint64_t ckpt_ino)
+{
+	char man[64], tomb[64];
+	int r;
+
+	manifest_paths(ckpt_ino, man, tomb);
+	if (renameat(s->dirfd, man, s->dirfd, tomb) < 0) {
+		if (errno == ENOENT)
+			return 0; /* never reached a sync point: nothing a rebuild could find */
+		return store_error(-errno, "checkpoint %llu: rename manifest '%s' to '%s': %m",
+				   (unsigned long long)ckpt_ino, man, tomb);
+	}
+	r = manifest_dir_sync(s);
+	if (r < 0)
+		ckpt_manifest_unbury(s, ckpt_ino);
+	return r;
+}
+
+void ckpt_manifest_unbury(struct store *s, uint64_t ckpt_ino)
+{
+	char man[64], tomb[64];
+
+	manifest_paths(ckpt_ino, man, tomb);
+	/* Best effort: a tombstone left behind is put back by the next writable open. */
+	if (renameat(s->dirfd, tomb, s->dirfd, man) == 0)
+		(void)manifest_dir_sync(s);
+}
+
+void ckpt_manifest_forget(struct store *s, uint64_t ckpt_ino)
+{
+	char man[64], tomb[64];
+
+	manifest_paths(ckpt_ino, man, tomb);
+	(void)unlinkat(s->dirfd, tomb, 0);
+}
+
+int store_settle_tombstones(struct store *s)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ uint64_t *inos = NULL;
+	struct idx_txn *txn = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+	int r = 0;
+
+	if (s->flags & STORE_OPEN_RDONLY)
+		return 0;
+	fd = openat(s->dirfd, STORE_MANIFEST_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return store_error(-errno, "open directory '" STORE_MANIFEST_DIR "': %m");
+	d = fdopendir(TAKE_FD(fd));
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		size_t digits = strspn(de->d_name, "0123456789");
+
+		if (digits == 0 || digits > 19 || strcmp(de->d_name + digits, TOMB_SUFFIX) != 0)
+			continue;
+		if (n == cap) {
+			uint64_t *ni = realloc(inos, (cap = cap ? cap * 2 : 8) * sizeof(*inos));
+			if (!ni) {
+				r = -ENOMEM;
+				break;
+			}
+			inos = ni;
+		}
+		inos[n++] = strtoull(de->d_name, NULL, 10);
+	}
+	closedir(d);
+	if (r < 0 || n == 0)
+		return r;
+	/* Under the writer lock: a remover buries, commits and only then lets go of it, so a
+	 * tombstone seen here belongs to a removal that committed or never will. */
+	r = idx_txn_begin(s->db, true, &txn);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		struct inode in;
+		bool still;
+
+		r = ino_load(txn, inos[i], &in);
+		if (r < 0 && r != -ENOENT)
+			break;
+		still = r >= 0 && in.ckpt_ino == inos[i] && S_ISDIR(in.mode);
+		if (r >= 0)
+			inode_done(&in);
+		r = 0;
+		if (still) {
+			char man[64], tomb[64];
+
+			/* A manifest written since (a sync point after the crash) is newer than
+			 * the tombstone: keep it. */
+			manifest_paths(inos[i], man, tomb);
+			if (renameat2(s->dirfd, tomb, s->dirfd, man, RENAME_NOREPLACE) == 0) {
+				log_debug("store: checkpoint %llu: its removal never committed; "
+					  "manifest restored",
+					  (unsigned long long)inos[i]);
+				(void)manifest_dir_sync(s);
+				continue;
+			}
+		}
+		ckpt_manifest_forget(s, inos[i]);
+	}
 	idx_txn_abort(txn);
 	return r;
 }
@@ -606,7 +751,6 @@ int store_ckpt_remove(struct store *s, const char *name)
 	const void *v;
 	size_t vlen, n = strlen(name);
 	uint64_t ino;
-	char path[64];
 	int r;
 
 	if (s->flags & STORE_OPEN_RDONLY)
@@ -641,14 +785,30 @@ int store_ckpt_remove(struct store *s, const char *name)
 	inode_done(&root);
 	if (r < 0)
 		goto out;
+	/* The manifest leaves before the commit (a crash in between: a rebuild finds no trace,
+	 * an open of the old index puts it back), and for good only once the commit is synced. */
+	r = ckpt_manifest_bury(s, ino);
+	if (r < 0)
+		goto out;
+	if (maint_fault("ckpt_remove_before_commit")) {
+		/* As a crash would: the tombstone stays, the transaction never commits. */
+		r = store_error(-ECANCELED, "remove: stopped at 'ckpt_remove_before_commit'");
+		goto out;
+	}
 	r = idx_txn_commit(txn);
 	txn = NULL;
-	if (r < 0)
+	if (r < 0) {
+		ckpt_manifest_unbury(s, ino);
 		goto out_unlock;
-	snprintf(path, sizeof(path), STORE_MANIFEST_DIR "/%llu.manifest", (unsigned long long)ino);
-	(void)unlinkat(s->dirfd, path, 0);
+	}
+	(void)u64map_del(&s->touched, ino);
 	pthread_mutex_unlock(&s->mu);
-	return idx_db_sync(s->db);
+	if (maint_fault("ckpt_remove_after_commit"))
+		return store_error(-ECANCELED, "remove: stopped at 'ckpt_remove_after_commit'");
+	r = idx_db_sync(s->db);
+	if (r >= 0)
+		ckpt_manifest_forget(s, ino);
+	return r;
 out:
 	idx_txn_abort(txn);
 out_unlock:

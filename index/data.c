@@ -690,11 +690,28 @@ int store_fsync(struct store *s, uint64_t ino, bool datasync)
 	pthread_mutex_unlock(&s->mu);
 	if (r < 0)
 		return r;
+	if (!oi && ino != STORE_ROOT_INO) {
+		/* No buffered state (a directory, a symlink, a closed file): its metadata
+		 * changes still have to reach the manifest. */
+		struct idx_txn *txn = NULL;
+		struct inode in;
+
+		r = idx_txn_begin(s->db, false, &txn);
+		if (r < 0)
+			return r;
+		r = ino_load(txn, ino, &in);
+		idx_txn_abort(txn);
+		if (r < 0)
+			return r;
+		ckpt = in.ckpt_ino;
+		inode_done(&in);
+	}
 	r = idx_db_sync(s->db);
-	if (r < 0 || !ckpt)
+	if (r < 0)
 		return r;
-	/* A rebuild recovers unsealed checkpoints as of their manifest: make it current. */
-	return store_write_touched_manifests(s, ckpt);
+	/* A rebuild recovers unsealed checkpoints as of their manifest: make it current. The
+	 * root stands for all of them (a new checkpoint is a change at the top). */
+	return store_write_touched_manifests(s, ino == STORE_ROOT_INO ? 0 : ckpt);
 }
 
 int store_purge_orphans(struct store *s)

@@ -5,6 +5,7 @@
  * inode flush (file map, refcounts, new chunk locations, size/mtime). Also the background
  * flusher thread that keeps hashing and compression off the writer's path.
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sys/uio.h>
@@ -45,9 +46,70 @@ static int cmp_ent_ptr_id(const void *a, const void *b)
 	return memcmp((*x)->id.b, (*y)->id.b, STORE_CHUNK_ID_LEN);
 }
 
+void (*store_test_hook)(struct store *s, const char *point);
+
+/* The pack writers one flush appended to, held until its index transaction is over. */
+struct pw_pins {
+	struct pack_writer **pw;
+	size_t n, cap;
+};
+
+/* Holds the current writer for this flush (s->pack_mu held). Writers only ever move forward
+ * and a held one is never freed, so comparing with the last pin is enough. */
+static int pw_pin_current(struct store *s, struct pw_pins *p)
+{
+	if (p->n && p->pw[p->n - 1] == s->pw)
+		return 0;
+	if (p->n == p->cap) {
+		size_t ncap = p->cap ? p->cap * 2 : 4;
+		struct pack_writer **n = realloc(p->pw, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		p->pw = n;
+		p->cap = ncap;
+	}
+	p->pw[p->n++] = s->pw;
+	s->pw_users++;
+	return 0;
+}
+
+/* Lets go of the writers a flush held (after its commit or its failure); a retired one whose
+ * last holder this was is unlocked now, and gc may take it from then on. */
+static void pw_unpin_all(struct store *s, struct pw_pins *p)
+{
+	if (p->n == 0)
+		goto out;
+	pthread_mutex_lock(&s->pack_mu);
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->pw[i] == s->pw) {
+			assert(s->pw_users > 0);
+			s->pw_users--;
+			continue;
+		}
+		for (size_t k = 0; k < s->npw_retired; k++) {
+			struct pw_retired *rw = &s->pw_retired[k];
+
+			if (rw->pw != p->pw[i])
+				continue;
+			assert(rw->users > 0);
+			if (--rw->users == 0) {
+				pack_writer_free(rw->pw);
+				*rw = s->pw_retired[--s->npw_retired];
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->pack_mu);
+out:
+	free(p->pw);
+	*p = (struct pw_pins){0};
+}
+
 /* Gets this process's pack writer, starting a new pack when there is none or it is full
  * (s->pack_mu held). A full pack is synced before it is let go: another flush may have appended
- * to it and will only sync the writer that is current when it finishes. */
+ * to it and will only sync the writer that is current when it finishes. It keeps its lock while
+ * flushes that appended to it have not committed (see struct store). */
 static int pack_writer_ensure(struct store *s)
 {
 	struct idx_txn *txn = NULL;
@@ -57,11 +119,24 @@ static int pack_writer_ensure(struct store *s)
 	if (s->pw && pack_writer_size(s->pw) < s->pack_roll_bytes)
 		return 0;
 	if (s->pw) {
+		if (s->pw_users) {
+			/* Room first, so a failure leaves the writer where it was. */
+			struct pw_retired *n = realloc(s->pw_retired, (s->npw_retired + 1) *
+									      sizeof(*n));
+			if (!n)
+				return -ENOMEM;
+			s->pw_retired = n;
+		}
 		r = pack_writer_sync(s->pw);
 		if (r < 0)
 			return r;
-		pack_writer_free(s->pw);
+		if (s->pw_users)
+			s->pw_retired[s->npw_retired++] =
+				(struct pw_retired){.pw = s->pw, .users = s->pw_users};
+		else
+			pack_writer_free(s->pw);
 		s->pw = NULL;
+		s->pw_users = 0;
 	}
 	r = idx_txn_begin(s->db, true, &txn);
 	if (r < 0)
@@ -148,7 +223,8 @@ static int encode_batch(struct store *s, struct flush_uniq *u, const size_t *tod
 }
 
 /* Compresses and appends every unique chunk that still needs a home, then fdatasyncs. */
-static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu)
+static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu,
+			    struct pw_pins *pins)
 {
 	_cleanup_free_ size_t *todo = NULL;
 	_cleanup_free_ uint8_t *recs = NULL;
@@ -186,6 +262,8 @@ static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu)
 		}
 		pthread_mutex_lock(&s->pack_mu);
 		r = pack_writer_ensure(s);
+		if (r >= 0)
+			r = pw_pin_current(s, pins);
 		if (r >= 0)
 			r = pack_writer_appendv(s->pw, iov, (int)n, total, &start);
 		if (r >= 0) {
@@ -288,10 +366,11 @@ static int apply_block(struct idx_txn *txn, uint64_t ino, struct flush_ent *e, s
 }
 
 /* Stores the stolen dirty state of inode ino: hash, dedup against the index, compress and
- * append new chunks, fdatasync, then one index transaction. Runs without s->mu. */
-static int flush_work(struct store *s, uint64_t ino, struct u64map *blocks, uint64_t npages,
-		      uint64_t trunc_floor, bool meta, uint64_t size, struct timespec mtime,
-		      bool *ret_gone)
+ * append new chunks, fdatasync, then one index transaction. Runs without s->mu. The packs it
+ * appended to are left in pins (still locked). */
+static int flush_work_pinned(struct store *s, uint64_t ino, struct u64map *blocks,
+			     uint64_t npages, uint64_t trunc_floor, bool meta, uint64_t size,
+			     struct timespec mtime, struct pw_pins *pins, bool *ret_gone)
 {
 	_cleanup_free_ struct flush_ent *ents = NULL;
 	_cleanup_free_ struct flush_ent **byid = NULL;
@@ -387,9 +466,11 @@ static int flush_work(struct store *s, uint64_t ino, struct u64map *blocks, uint
 		bool missing = false, sealed;
 		int64_t delta = 0;
 
-		r = write_new_chunks(s, u, nu);
+		r = write_new_chunks(s, u, nu, pins);
 		if (r < 0)
 			return r;
+		if (store_test_hook)
+			store_test_hook(s, "flush_before_commit");
 		r = idx_txn_begin(s->db, true, &txn);
 		if (r < 0)
 			return r;
@@ -474,6 +555,19 @@ static int flush_work(struct store *s, uint64_t ino, struct u64map *blocks, uint
 	return 0;
 fail:
 	idx_txn_abort(txn);
+	return r;
+}
+
+static int flush_work(struct store *s, uint64_t ino, struct u64map *blocks, uint64_t npages,
+		      uint64_t trunc_floor, bool meta, uint64_t size, struct timespec mtime,
+		      bool *ret_gone)
+{
+	struct pw_pins pins = {0};
+	int r = flush_work_pinned(s, ino, blocks, npages, trunc_floor, meta, size, mtime, &pins,
+				  ret_gone);
+
+	/* Committed or given up: records nobody will index are garbage gc may now drop. */
+	pw_unpin_all(s, &pins);
 	return r;
 }
 

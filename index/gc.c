@@ -7,7 +7,8 @@
  * every entry of the old pack (or gives up on it) -> index synced -> old pack unlinked. A crash
  * before the commit leaves an unreferenced new pack (garbage for the next gc); a crash after it
  * leaves an old pack no entry points to (also garbage). Concurrency: a pack some process may
- * still append to is flock'ed by it, and gc only touches packs it can lock itself; a chunk that
+ * still append to, or whose records it has not indexed yet, is flock'ed by it, and gc only
+ * touches packs it can lock itself; a chunk that
  * a writer re-references between gc's scan and its commit makes gc leave that pack alone.
  */
 #include <dirent.h>
@@ -18,7 +19,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -33,8 +33,6 @@
 #define GC_MAX_GROUP	   256u
 /* Records looked up per read transaction while scanning (keeps LMDB readers short-lived). */
 #define GC_TXN_RECORDS 4096u
-/* A young pack holding records no index entry names is left alone for this long. */
-#define GC_QUIET_SECS 60u
 
 bool maint_fault(const char *point)
 {
@@ -212,7 +210,6 @@ struct gc {
 	struct idx_txn *rtxn; /* read txn used while scanning */
 	unsigned rtxn_uses;
 	struct gc_victim *cur;
-	bool probe_hit; /* the probe met a record no index entry names */
 };
 
 static void victim_done(struct gc_victim *v)
@@ -293,21 +290,6 @@ static int gc_scan_lookup(struct gc *g, const struct chunk_id *id, struct maint_
 			return r;
 	}
 	return gc_lookup(g->rtxn, id, ret);
-}
-
-/* Probe of a recently written pack: stops (1) at the first record no index entry names. */
-static int gc_probe_cb(void *ctx, const struct chunk_id *id, uint64_t off, uint32_t desc,
-		       const void *payload)
-{
-	struct gc *g = ctx;
-	struct maint_loc loc;
-	int r = gc_scan_lookup(g, id, &loc);
-
-	if (r == -ENOENT) {
-		g->probe_hit = true;
-		return 1;
-	}
-	return r == -EBADMSG ? 0 : r;
 }
 
 static int gc_scan_cb(void *ctx, const struct chunk_id *id, uint64_t off, uint32_t desc,
@@ -410,24 +392,9 @@ static int gc_take_victim(struct gc *g, uint32_t number, struct gc_victim *v)
 		victim_done(v);
 		return 1;
 	}
-	if (time(NULL) - st.st_mtime < GC_QUIET_SECS) {
-		/* A record no entry names may be one a writer appended and has not indexed yet
-		 * (its flush commits after the pack was unlocked, e.g. at a pack roll); only
-		 * refcount-0 and duplicate records are certain garbage in a young pack. */
-		g->probe_hit = false;
-		r = pack_scan(v->fd, number, gc_probe_cb, g, NULL);
-		if (r < 0 && r != -EBADMSG && r != -EOPNOTSUPP) {
-			victim_done(v);
-			return r;
-		}
-		if (g->probe_hit) {
-			log_debug("gc: pack %u was written less than %us ago and holds unindexed "
-				  "records; left for a later gc",
-				  number, GC_QUIET_SECS);
-			victim_done(v);
-			return 1;
-		}
-	}
+	/* No age rule: a writer keeps a pack locked until every flush that appended to it has
+	 * committed (flush.c, pw_pins), so in an unlocked pack a record no entry names is garbage
+	 * for certain (its writer died or gave up on it). */
 	g->cur = v;
 	r = pack_scan(v->fd, number, gc_scan_cb, g, NULL);
 	g->cur = NULL;

@@ -388,6 +388,8 @@ int store_setattr(struct store *s, uint64_t ino, const struct store_attr *attr, 
 	}
 	r = idx_txn_commit(txn);
 	txn = NULL;
+	if (r >= 0)
+		ckpt_touch_locked(s, in.ckpt_ino);
 out:
 	idx_txn_abort(txn);
 	if (have_in)
@@ -468,6 +470,8 @@ static int ns_create(struct store *s, uint64_t parent, const char *name, struct 
 		goto out;
 	r = idx_txn_commit(txn);
 	txn = NULL;
+	if (r >= 0)
+		ckpt_touch(s, in->ckpt_ino);
 out:
 	idx_txn_abort(txn);
 	if (have_dir)
@@ -586,9 +590,11 @@ int store_link(struct store *s, uint64_t ino, uint64_t newparent, const char *ne
 		goto out;
 	r = idx_txn_commit(txn);
 	txn = NULL;
-	if (r >= 0 && ret_attr) {
+	if (r >= 0) {
 		pthread_mutex_lock(&s->mu);
-		attr_overlay(s, ret_attr);
+		ckpt_touch_locked(s, dir.ckpt_ino);
+		if (ret_attr)
+			attr_overlay(s, ret_attr);
 		pthread_mutex_unlock(&s->mu);
 	}
 out:
@@ -633,20 +639,11 @@ static int destroy_dir(struct idx_txn *txn, uint64_t ino)
 	return ino_destroy(txn, ino);
 }
 
-static void manifest_unlink(struct store *s, uint64_t ckpt_ino)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), STORE_MANIFEST_DIR "/%llu.manifest",
-		 (unsigned long long)ckpt_ino);
-	(void)unlinkat(s->dirfd, path, 0);
-}
-
 static int ns_remove(struct store *s, uint64_t parent, const char *name, bool want_dir)
 {
 	struct idx_txn *txn = NULL;
 	struct inode dir, in;
-	bool have_dir = false, have_in = false, sealed, empty;
+	bool have_dir = false, have_in = false, sealed, empty, bury = false;
 	uint64_t ino;
 	int r;
 
@@ -712,10 +709,23 @@ static int ns_remove(struct store *s, uint64_t parent, const char *name, bool wa
 	r = ino_save(txn, &dir);
 	if (r < 0)
 		goto out;
+	/* An empty checkpoint going away: as in store_ckpt_remove, its manifest first. */
+	bury = want_dir && parent == STORE_ROOT_INO;
+	if (bury) {
+		r = ckpt_manifest_bury(s, ino);
+		if (r < 0)
+			goto out;
+	}
 	r = idx_txn_commit(txn);
 	txn = NULL;
-	if (r >= 0 && want_dir && parent == STORE_ROOT_INO)
-		manifest_unlink(s, ino);
+	if (r < 0 && bury)
+		ckpt_manifest_unbury(s, ino);
+	if (r >= 0) {
+		if (bury)
+			(void)u64map_del(&s->touched, ino);
+		else
+			ckpt_touch_locked(s, dir.ckpt_ino);
+	}
 out:
 	idx_txn_abort(txn);
 	pthread_mutex_unlock(&s->mu);
@@ -723,6 +733,11 @@ out:
 		inode_done(&in);
 	if (have_dir)
 		inode_done(&dir);
+	if (r >= 0 && bury) {
+		r = idx_db_sync(s->db);
+		if (r >= 0)
+			ckpt_manifest_forget(s, ino);
+	}
 	return r;
 }
 
@@ -852,6 +867,8 @@ int store_rename(struct store *s, uint64_t parent, const char *name, uint64_t ne
 	bool have_src = false, have_dst = false, sealed_a, sealed_b, top_move, anc;
 	struct inode *bd;
 	struct timespec now;
+	uint64_t buried[2], touched[4];
+	size_t nburied = 0, ntouched = 0;
 	int r;
 
 	if ((flags & STORE_RENAME_NOREPLACE) && (flags & STORE_RENAME_EXCHANGE))
@@ -1049,15 +1066,51 @@ int store_rename(struct store *s, uint64_t parent, const char *name, uint64_t ne
 		if (r < 0)
 			goto out;
 	}
+	/* A checkpoint that stops being one (replaced at the top, or moved below another
+	 * directory) loses its manifest before the commit, as in store_ckpt_remove. */
+	if (b.exists && newparent == STORE_ROOT_INO && !(flags & STORE_RENAME_EXCHANGE))
+		buried[nburied++] = b.ino;
+	if (parent == STORE_ROOT_INO && newparent != STORE_ROOT_INO)
+		buried[nburied++] = a.ino;
+	if (b.exists && (flags & STORE_RENAME_EXCHANGE) && newparent == STORE_ROOT_INO &&
+	    parent != STORE_ROOT_INO)
+		buried[nburied++] = b.ino;
+	for (size_t i = 0; i < nburied; i++) {
+		r = ckpt_manifest_bury(s, buried[i]);
+		if (r < 0) {
+			while (i-- > 0)
+				ckpt_manifest_unbury(s, buried[i]);
+			nburied = 0;
+			goto out;
+		}
+	}
+	/* Both sides' checkpoints change (old and new homes; a directory moved to the top
+	 * becomes a checkpoint that needs a first manifest). */
+	touched[ntouched++] = ckpt_of(&a.dir, a.ino);
+	touched[ntouched++] = ckpt_of(bd, a.ino);
+	if (b.exists && (flags & STORE_RENAME_EXCHANGE)) {
+		touched[ntouched++] = ckpt_of(&b.dir, b.ino);
+		touched[ntouched++] = ckpt_of(&a.dir, b.ino);
+	}
 commit:
 	r = idx_txn_commit(txn);
 	txn = NULL;
-	if (r >= 0 && b.exists && newparent == STORE_ROOT_INO && !(flags & STORE_RENAME_EXCHANGE) &&
-	    b.ino != a.ino)
-		manifest_unlink(s, b.ino);
+	for (size_t i = 0; r < 0 && i < nburied; i++)
+		ckpt_manifest_unbury(s, buried[i]);
+	if (r < 0)
+		nburied = 0;
+	for (size_t i = 0; r >= 0 && i < ntouched; i++)
+		ckpt_touch_locked(s, touched[i]);
+	for (size_t i = 0; r >= 0 && i < nburied; i++)
+		(void)u64map_del(&s->touched, buried[i]);
 out:
 	idx_txn_abort(txn);
 	pthread_mutex_unlock(&s->mu);
+	if (r >= 0 && nburied) {
+		r = idx_db_sync(s->db);
+		for (size_t i = 0; r >= 0 && i < nburied; i++)
+			ckpt_manifest_forget(s, buried[i]);
+	}
 	if (have_src)
 		inode_done(&src);
 	if (have_dst)
@@ -1215,7 +1268,10 @@ int store_setxattr(struct store *s, uint64_t ino, const char *name, const void *
 	if (r < 0)
 		goto out_in;
 	inode_done(&in);
-	return idx_txn_commit(txn);
+	r = idx_txn_commit(txn);
+	if (r >= 0)
+		ckpt_touch(s, in.ckpt_ino);
+	return r;
 out_in:
 	inode_done(&in);
 out:
@@ -1356,7 +1412,10 @@ int store_removexattr(struct store *s, uint64_t ino, const char *name)
 	inode_done(&in);
 	if (r < 0)
 		goto out;
-	return idx_txn_commit(txn);
+	r = idx_txn_commit(txn);
+	if (r >= 0)
+		ckpt_touch(s, in.ckpt_ino);
+	return r;
 out:
 	idx_txn_abort(txn);
 	return r;

@@ -305,6 +305,10 @@ int store_open(const char *path, unsigned flags, struct store **ret_store)
 			goto fail;
 	}
 	if (!(flags & STORE_OPEN_RDONLY)) {
+		/* A checkpoint removal a crash cut short: finish it or undo it. */
+		r = store_settle_tombstones(s);
+		if (r < 0)
+			goto fail;
 		r = flusher_start(s);
 		if (r < 0)
 			goto fail;
@@ -398,6 +402,10 @@ void store_close(struct store *s)
 		index_compact(s);
 	idx_db_close(s->db);
 	pack_writer_free(s->pw);
+	/* Every flush has ended here, so nothing is retired any more; free defensively. */
+	for (size_t i = 0; i < s->npw_retired; i++)
+		pack_writer_free(s->pw_retired[i].pw);
+	free(s->pw_retired);
 	for (uint32_t i = 0; i < s->npack_fds; i++)
 		if (s->pack_fds[i] >= 0)
 			close(s->pack_fds[i]);

@@ -79,6 +79,11 @@ struct oinode {
 	uint64_t fl_trunc_floor;
 };
 
+struct pw_retired {
+	struct pack_writer *pw;
+	uint32_t users;
+};
+
 struct store {
 	char *path;
 	int dirfd;
@@ -104,6 +109,13 @@ struct store {
 
 	pthread_mutex_t pack_mu;
 	struct pack_writer *pw;
+	/* A pack stays flock'ed (so gc leaves it alone) until every flush that appended to it has
+	 * committed: those records are named by no index entry until then. pw_users counts the
+	 * flushes holding the current writer; a writer that rolls over while held moves to
+	 * pw_retired and is freed (unlocked) when its last holder is done. */
+	uint32_t pw_users;
+	struct pw_retired *pw_retired;
+	size_t npw_retired;
 	unsigned enc_threads;	  /* threads compressing one batch of new chunks (1..4) */
 	uint64_t pack_roll_bytes; /* start a new pack past this size (tests make it small) */
 
@@ -111,6 +123,10 @@ struct store {
 	int *pack_fds; /* index = pack number, -1 = not open */
 	uint32_t npack_fds;
 };
+
+/* Test-only fault injection: when set, called at named points ("flush_before_commit": a
+ * flush's records are in its packs, its index transaction has not begun; no lock held). */
+extern void (*store_test_hook)(struct store *s, const char *point);
 
 /* Records the detail string for store_last_error() (also logged at debug); returns r. */
 __attribute__((format(printf, 2, 3))) int store_error(int r, const char *fmt, ...);
@@ -226,6 +242,23 @@ int store_read_chunk(struct store *s, const struct chunk_id *id, uint64_t ino, v
 int ckpt_seal_ino(struct store *s, uint64_t ckpt_ino, uint8_t ret_id[STORE_CONTENT_ID_LEN]);
 /* Writes the manifest of an unsealed checkpoint as of now (sync points). */
 int ckpt_write_manifest(struct store *s, uint64_t ckpt_ino);
+/* Marks checkpoint ckpt_ino's manifest stale after a committed change in it (data, namespace,
+ * attributes, xattrs): only a map insert, the next sync point in this process (fsync of
+ * anything in it, store_sync, seal, close) rewrites it. The _locked form wants s->mu held, the
+ * other takes it; neither may be called with a write transaction open. */
+void ckpt_touch_locked(struct store *s, uint64_t ckpt_ino);
+void ckpt_touch(struct store *s, uint64_t ckpt_ino);
+/* Removing a checkpoint without a window in which a crash leaves its manifest behind for a
+ * rebuild to resurrect: inside the removing write transaction, bury renames
+ * manifests/N.manifest to manifests/N.removed durably (a rebuild reads only *.manifest); after
+ * the commit and an index sync, forget unlinks the tombstone; unbury undoes bury when the
+ * transaction does not commit. store_settle_tombstones (writable open) finishes what a crash
+ * interrupted: a tombstone of a checkpoint the index still has goes back (its removal never
+ * committed), any other is unlinked. */
+int ckpt_manifest_bury(struct store *s, uint64_t ckpt_ino);
+void ckpt_manifest_unbury(struct store *s, uint64_t ckpt_ino);
+void ckpt_manifest_forget(struct store *s, uint64_t ckpt_ino);
+int store_settle_tombstones(struct store *s);
 /* Writes manifests of the touched checkpoints (only ckpt_ino if non-zero); takes s->mu. */
 int store_write_touched_manifests(struct store *s, uint64_t ckpt_ino);
 

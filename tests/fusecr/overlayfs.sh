@@ -2,7 +2,8 @@
 # overlayfs.sh - an unmodified Debian daemon, `fuse-overlayfs -f -s` (libfuse3, single-threaded,
 # holds three directory fds, /dev/fuse and libfuse's splice pipe pair), dumped and restored
 # while clients read the lower layer and write new files: writes made before, during (queued
-# while the daemon is down) and after the checkpoint all land, byte-exact.
+# while the daemon is down) and after the checkpoint all land, byte-exact. Also: a dump whose
+# image directory is on the daemon's own mount is refused (it would deadlock).
 . "$(dirname "$0")/fusecr_lib.sh"
 : "${FUSECLIENT:?}"
 command -v fuse-overlayfs >/dev/null || fc_fail "fuse-overlayfs is needed (tools/install-deps.sh)"

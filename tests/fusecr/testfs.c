@@ -9,11 +9,18 @@
  *             catches a request the daemon has read but not answered
  *   /<name>   files created by clients, kept in memory
  *
- * Usage: testfs [-m MiB] MOUNTPOINT   (-m: extra memory footprint, touched, for benchmarks)
+ * Usage: testfs [-m MiB] [-c] MOUNTPOINT
+ *   -m  extra memory footprint, touched, for benchmarks
+ *   -c  also hold a clone (FUSE_DEV_IOC_CLONE) and a dup of the session's /dev/fuse fd, idle,
+ *       as multi-threaded daemons do, so C/R must carry several fds of one connection
  */
 #define FUSE_USE_VERSION 31
 #include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,17 +337,21 @@ int main(int argc, char **argv)
 	char *fargv[] = {argv[0], "-o", "fsname=testfs,subtype=testfs", NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
 	size_t ballast_mib = 0;
-	int opt, ret = 1;
+	int opt, ret = 1, clone_fd = -1, dup_fd = -1;
+	bool extra_fds = false;
 
-	while ((opt = getopt(argc, argv, "m:")) != -1) {
-		if (opt != 'm') {
-			fprintf(stderr, "usage: testfs [-m MiB] MOUNTPOINT\n");
+	while ((opt = getopt(argc, argv, "m:c")) != -1) {
+		if (opt == 'c') {
+			extra_fds = true;
+		} else if (opt == 'm') {
+			ballast_mib = strtoul(optarg, NULL, 10);
+		} else {
+			fprintf(stderr, "usage: testfs [-m MiB] [-c] MOUNTPOINT\n");
 			return 2;
 		}
-		ballast_mib = strtoul(optarg, NULL, 10);
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: testfs [-m MiB] MOUNTPOINT\n");
+		fprintf(stderr, "usage: testfs [-m MiB] [-c] MOUNTPOINT\n");
 		return 2;
 	}
 	char *ballast = NULL;
@@ -358,8 +369,23 @@ int main(int argc, char **argv)
 		goto out_destroy;
 	if (fuse_session_mount(se, argv[optind]) < 0)
 		goto out_signals;
+	if (extra_fds) {
+		uint32_t session_fd = (uint32_t)fuse_session_fd(se);
+		clone_fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+		dup_fd = fcntl((int)session_fd, F_DUPFD_CLOEXEC, 0);
+		if (clone_fd < 0 || dup_fd < 0 ||
+		    ioctl(clone_fd, FUSE_DEV_IOC_CLONE, &session_fd) < 0) {
+			perror("testfs: cloning the /dev/fuse fd");
+			goto out_unmount;
+		}
+	}
 	ret = fuse_session_loop(se) < 0 ? 1 : 0;
+out_unmount:
 	fuse_session_unmount(se);
+	if (clone_fd >= 0)
+		close(clone_fd);
+	if (dup_fd >= 0)
+		close(dup_fd);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_destroy:

@@ -11,15 +11,17 @@ M=$T/mnt
 mkdir -p "$M"
 cd "$T" || exit 1
 
-"$TESTFS" "$M" &
+# -c: besides the session fd, a FUSE_DEV_IOC_CLONE'd fd and a dup() of the session fd.
+"$TESTFS" -c "$M" &
 D=$!
 fc_track "$D"
 fc_track_mount "$M"
 fc_wait_mount "$M"
 CONN=$(fc_conn_of "$M")
 [ "$(fc_threads "$D")" = 1 ] || fc_fail "testfs is not single-threaded"
-FD=$(for f in /proc/"$D"/fd/*; do [ "$(readlink "$f")" = /dev/fuse ] && basename "$f"; done)
-[ -n "$FD" ] || fc_fail "testfs holds no /dev/fuse fd"
+fuse_fds() { for f in /proc/"$1"/fd/*; do [ "$(readlink "$f")" = /dev/fuse ] && basename "$f"; done | sort -n | tr '\n' ' '; }
+FDS=$(fuse_fds "$D")
+[ "$(echo $FDS | wc -w)" = 3 ] || fc_fail "testfs -c holds /dev/fuse fds '$FDS', want 3"
 
 for i in 1 2; do
 	"$FUSECLIENT" counter "$M" "$T/stop" >"$T/client$i.out" 2>&1 &
@@ -41,6 +43,10 @@ KEEPER=$(fc_keeper_of "$T/img")
 [ -n "$KEEPER" ] && fc_alive "$KEEPER" || fc_fail "no live keeper after the dump"
 "$CKPTFS" show "$T/img" | grep -q "fuse .*conn $CONN mount '$M'.*holding" ||
 	fc_fail "show does not report connection $CONN of '$M' as held"
+"$CKPTFS" show --json "$T/img" | grep -q "\"fuse_conn\":$CONN,\"fuse_keeper_pid\":$KEEPER," ||
+	fc_fail "show --json lacks the connection"
+# The session fd and the clone are two open files; the dup shares the session fd's.
+[ "$(fuse_fds "$KEEPER" | wc -w)" = 2 ] || fc_fail "keeper holds '$(fuse_fds "$KEEPER")'"
 
 # Requests while nobody serves: they must queue, not fail.
 (timeout 30 cat "$M/counter" >"$T/queued.out") &
@@ -56,8 +62,11 @@ fc_wait 30 "the restored pid file" test -s "$T/pid"
 RP=$(cat "$T/pid")
 fc_track "$RP"
 [ "$RP" = "$D" ] || fc_fail "restored pid $RP, dumped $D"
-[ "$(fc_fd_conn "$RP" "$FD")" = "$CONN" ] ||
-	fc_fail "restored daemon fd $FD does not serve connection $CONN"
+[ "$(fuse_fds "$RP")" = "$FDS" ] || fc_fail "restored /dev/fuse fds '$(fuse_fds "$RP")', dumped '$FDS'"
+for fd in $FDS; do
+	[ "$(fc_fd_conn "$RP" "$fd")" = "$CONN" ] ||
+		fc_fail "restored daemon fd $fd does not serve connection $CONN"
+done
 fc_wait 10 "the keeper to exit after the handover" fc_gone "$KEEPER"
 "$CKPTFS" show "$T/img" | grep -q "keeper pid $KEEPER .*gone" ||
 	fc_fail "show does not report the keeper as gone"

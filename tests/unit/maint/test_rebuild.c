@@ -4,6 +4,7 @@
  * ids; fsck is clean afterwards; the old index is kept aside. A rebuild is refused while the
  * store is open for writing; duplicates left by a crashed gc are fine; a damaged record is
  * reported and the file range that needed it reads EIO, not wrong bytes. */
+#include <sys/wait.h>
 #include <sys/xattr.h>
 
 #include "index/maint_priv.h"
@@ -290,6 +291,146 @@ static void test_damaged_record(const char *tmp)
 	CHECK_EQ(fsck_path(store_path, NULL), 0);
 }
 
+/* Metadata-only changes after a checkpoint's last data flush, and a checkpoint that never had
+ * data, reach the manifests at the next sync point: store_sync for all, store_fsync of any
+ * inode for its checkpoint. The writer is a child that stops right after (as kill -9 would:
+ * no close), so only what the sync points wrote can come back. */
+static void meta_child(void)
+{
+	struct store *s = NULL;
+	struct store_attr a;
+	uint64_t c, d, f, e, c2, later;
+
+	setenv("KEEP_TEST_DIR", "1", 1); /* a failing REQUIRE exits through atexit */
+	REQUIRE(store_open(store_path, STORE_OPEN_EXCLUSIVE, &s) == 0);
+	c = mkdir_at(s, STORE_ROOT_INO, "m");
+	f = mkfile_range(s, c, "data.img", 5000, 20);
+	c2 = mkdir_at(s, STORE_ROOT_INO, "f");
+	mkfile_range(s, c2, "x.img", 6000, 5);
+	REQUIRE(store_sync(s) == 0);
+
+	/* No file data from here on. */
+	d = mkdir_at(s, c, "sub");
+	REQUIRE(store_symlink(s, d, "ln", "../moved.img", 0, 0, &a) == 0);
+	REQUIRE(store_setxattr(s, f, "user.k", "value", 5, 0) == 0);
+	REQUIRE(store_rename(s, c, "data.img", d, "moved.img", 0) == 0);
+	REQUIRE(store_link(s, f, c, "hard.img", &a) == 0);
+	a.mode = 0700;
+	REQUIRE(store_setattr(s, d, &a, STORE_SET_MODE, NULL) == 0);
+	REQUIRE(store_mknod(s, c, "fifo", S_IFIFO | 0600, 0, 0, 0, &a) == 0);
+	set_times(s, f, 1650000000);
+	e = mkdir_at(s, STORE_ROOT_INO, "empty");
+	mkdir_at(s, e, "inner");
+	REQUIRE(store_setxattr(s, e, "user.note", "no data", 7, 0) == 0);
+	REQUIRE(store_rename(s, STORE_ROOT_INO, "empty", STORE_ROOT_INO, "empty-renamed", 0) ==
+		0);
+	REQUIRE(store_sync(s) == 0);
+
+	/* Only an fsync of a directory in "f" after these. */
+	later = mkdir_at(s, c2, "later");
+	REQUIRE(store_setxattr(s, c2, "user.t", "x", 1, 0) == 0);
+	REQUIRE(store_removexattr(s, c2, "user.t") == 0);
+	REQUIRE(store_symlink(s, later, "s", "x", 0, 0, &a) == 0);
+	REQUIRE(store_fsync(s, later, false) == 0);
+	_exit(test_failures ? 1 : 0);
+}
+
+static void test_metadata_only(const char *tmp)
+{
+	struct store *s = NULL;
+	struct store_attr a;
+	char *d0, *d1;
+	int status;
+	pid_t pid;
+
+	snprintf(store_path, sizeof(store_path), "%s/%s", tmp, "metaonly");
+	REQUIRE(store_init(store_path) == 0);
+	fflush(NULL);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0)
+		meta_child();
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	d0 = digest_path(store_path, NULL);
+	CHECK(strstr(d0, "empty-renamed/inner") != NULL);
+	CHECK(strstr(d0, "m/sub/moved.img") != NULL);
+	CHECK_EQ(store_rebuild_index(store_path), 0);
+	CHECK_EQ(fsck_path(store_path, NULL), 0);
+	d1 = digest_path(store_path, NULL);
+	CHECK_DIGEST(d0, d1);
+	REQUIRE(store_open(store_path, STORE_OPEN_RDONLY, &s) == 0);
+	CHECK_EQ(store_lookup(s, STORE_ROOT_INO, "empty-renamed", &a), 0);
+	CHECK_EQ(store_lookup(s, STORE_ROOT_INO, "empty", &a), -ENOENT);
+	store_close(s);
+	free(d0);
+	free(d1);
+}
+
+static int count_ckpts(void)
+{
+	struct ids x;
+
+	get_ids(&x);
+	return x.n;
+}
+
+/* store_ckpt_remove cut short by a crash, before or after its commit: a rebuild gives the
+ * checkpoint back whole or not at all, never a resurrected removed one. */
+static void remove_with_fault(const char *fault)
+{
+	struct store *s = NULL;
+
+	REQUIRE(store_open(store_path, 0, &s) == 0);
+	setenv("CKPTFS_FAULT", fault, 1);
+	CHECK_EQ(store_ckpt_remove(s, "sealed-2"), -ECANCELED);
+	unsetenv("CKPTFS_FAULT");
+	store_close(s);
+}
+
+static void test_remove_crash(const char *tmp)
+{
+	struct store *s = NULL;
+	char *d0, *d1;
+
+	/* After the commit: the index says gone, and so must a rebuild. */
+	build(tmp, "rmcrash-after");
+	remove_with_fault("ckpt_remove_after_commit");
+	CHECK_EQ(count_ckpts(), 2);
+	CHECK_EQ(fsck_path(store_path, NULL), 0);
+	d0 = digest_path(store_path, NULL);
+	CHECK_EQ(store_rebuild_index(store_path), 0);
+	CHECK_EQ(count_ckpts(), 2);
+	CHECK_EQ(fsck_path(store_path, NULL), 0);
+	d1 = digest_path(store_path, NULL);
+	CHECK_DIGEST(d0, d1);
+	free(d0);
+	free(d1);
+
+	/* Before the commit, then a writable open: the removal never happened, the manifest is
+	 * back, and a rebuild then gives the very same store. */
+	build(tmp, "rmcrash-before-open");
+	d0 = digest_path(store_path, NULL);
+	remove_with_fault("ckpt_remove_before_commit");
+	REQUIRE(store_open(store_path, 0, &s) == 0);
+	store_close(s);
+	CHECK_EQ(count_ckpts(), 3);
+	CHECK_EQ(fsck_path(store_path, NULL), 0);
+	CHECK_EQ(store_rebuild_index(store_path), 0);
+	CHECK_EQ(fsck_path(store_path, NULL), 0);
+	d1 = digest_path(store_path, NULL);
+	CHECK_DIGEST(d0, d1);
+	free(d0);
+	free(d1);
+
+	/* Before the commit, then straight to a rebuild: gone entirely, the rest intact. */
+	build(tmp, "rmcrash-before-rebuild");
+	remove_with_fault("ckpt_remove_before_commit");
+	CHECK_EQ(store_rebuild_index(store_path), 0);
+	CHECK_EQ(count_ckpts(), 2);
+	CHECK_EQ(fsck_path(store_path, NULL), 0);
+}
+
 int main(void)
 {
 	const char *tmp = test_tmpdir("rebuild");
@@ -298,5 +439,7 @@ int main(void)
 	test_refused_while_open(tmp);
 	test_after_gc_crash(tmp);
 	test_damaged_record(tmp);
+	test_metadata_only(tmp);
+	test_remove_crash(tmp);
 	return test_result("test_rebuild");
 }
