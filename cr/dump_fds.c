@@ -114,6 +114,11 @@ static int classify_fd(struct dump_ctx *c, struct cr_fd *f, const char *link, co
 		}
 		f->kind = CR_FD_REG;
 	} else if (S_ISDIR(st->st_mode)) {
+		if (ll > 10 && !strcmp(link + ll - 10, " (deleted)")) {
+			cr_error("pid %d: fd %d is the removed directory '%s': not supported",
+				 c->pid, f->fd, link);
+			return -EOPNOTSUPP;
+		}
 		f->kind = CR_FD_DIR;
 	} else if (S_ISFIFO(st->st_mode)) {
 		f->pipe_id = st->st_ino;

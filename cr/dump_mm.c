@@ -167,7 +167,7 @@ int dump_mm_collect(struct dump_ctx *c)
 		    name_at > 0) {
 			struct cr_vma v = {.start = start, .end = end, .pgoff = pgoff};
 			char *name = line + name_at;
-			bool skip;
+			bool skip = false;
 
 			name[strcspn(name, "\n")] = 0;
 			v.prot = (perms[0] == 'r' ? PROT_READ : 0) |
@@ -359,7 +359,7 @@ static void shmem_data_pages(int objfd, uint64_t off, uint64_t n, uint64_t *pm)
 static int dump_vma_pages(struct page_writer *w, int pmfd, const struct cr_vma *v,
 			  enum save_policy pol)
 {
-	uint64_t pm[PM_BATCH];
+	uint64_t pm[PM_BATCH] = {0};
 	uint64_t npages = (v->end - v->start) / CR_PAGE_SIZE;
 	bool readable = v->prot & PROT_READ;
 	bool first = true;

@@ -30,6 +30,7 @@ enum {
 	REC_CORE_CREDS = 7,
 	REC_CORE_PATHS = 8,
 	REC_CORE_SIGINFO = 9,
+	REC_CORE_SCHED = 10,
 	REC_MM_FIELDS = 1,
 	REC_MM_AUXV = 2,
 	REC_MM_EXE = 3,
@@ -208,6 +209,12 @@ static void enc_core(struct wbuf *b, const struct cr_task *t)
 	wb_str(b, t->root);
 	rec_end(b);
 
+	rec_begin(b, REC_CORE_SCHED);
+	wb_u32(b, (uint32_t)t->nice);
+	wb_u32(b, t->no_new_privs);
+	wb_u64(b, t->timer_slack_ns);
+	rec_end(b);
+
 	for (uint32_t i = 0; i < t->nr_siginfos; i++) {
 		rec_begin(b, REC_CORE_SIGINFO);
 		wb_u32(b, t->siginfos[i].shared);
@@ -308,6 +315,8 @@ int cr_image_encode(const struct cr_image *img, const struct cr_task *t, enum cr
 {
 	struct wbuf b = {0};
 
+	if (!t && kind != CR_FILE_INVENTORY)
+		return -EINVAL;
 	wb_header(&b, kind);
 	switch (kind) {
 	case CR_FILE_INVENTORY:
@@ -559,6 +568,14 @@ static int dec_core_rec(struct cr_task *t, uint32_t type, struct rbuf *r, struct
 		t->nr_siginfos++;
 		break;
 	}
+	case REC_CORE_SCHED:
+		SEEN(type);
+		t->nice = (int32_t)rb_u32(r);
+		t->no_new_privs = rb_u32(r);
+		t->timer_slack_ns = rb_u64(r);
+		if (!r->err && (t->nice < -20 || t->nice > 19 || t->no_new_privs > 1))
+			return rb_fail(r, "nice or no_new_privs out of range");
+		break;
 	default:
 		return rb_fail(r, "unknown record type");
 	}

@@ -161,6 +161,9 @@ struct cr_task {
 	char *cwd, *root, *exe;
 	uint32_t nr_siginfos;
 	struct cr_siginfo *siginfos;
+	int32_t nice;
+	uint32_t no_new_privs;
+	uint64_t timer_slack_ns; /* 0: not recorded, keep the restorer's */
 
 	struct cr_mm mm;
 	uint8_t *auxv;

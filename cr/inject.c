@@ -36,7 +36,7 @@ int wait_stopped(pid_t pid, int *ret_status)
 /* Resumes to the next syscall stop; any other stop means something raced with us. */
 static int step_to_syscall_stop(pid_t pid)
 {
-	int status, ret;
+	int status = 0, ret;
 
 	if (ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0)
 		return -errno;

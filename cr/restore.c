@@ -544,6 +544,20 @@ static int restore_task_state(struct restore_ctx *c)
 		  0, 0);
 	if (ret < 0)
 		return ret;
+	if (t->timer_slack_ns) {
+		ret = inj(c, "PR_SET_TIMERSLACK", NULL, SYS_prctl, PR_SET_TIMERSLACK,
+			  t->timer_slack_ns, 0, 0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	if (setpriority(PRIO_PROCESS, (id_t)c->pid, t->nice) < 0)
+		log_warn("pid %d: cannot restore nice %d: %s", c->pid, t->nice, strerror(errno));
+	if (t->no_new_privs) {
+		ret = inj(c, "PR_SET_NO_NEW_PRIVS", NULL, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0,
+			  0, 0);
+		if (ret < 0)
+			return ret;
+	}
 
 	restore_rlimits(c);
 	/* Credentials last: everything above needed the restorer's capabilities. */

@@ -23,7 +23,8 @@
 #include "cr/fuse_priv.h"
 #include "cr/restore_priv.h"
 
-#define REOPEN_MASK (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME | O_SYNC | O_DSYNC)
+#define REOPEN_MASK                                                                                \
+	(O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME | O_SYNC | O_DSYNC | O_PATH)
 
 static int copy_data(const char *dir, const char *name, int dst, uint64_t len)
 {
@@ -256,7 +257,8 @@ int restore_fds_prepare(const char *dir, const struct cr_task *t, struct child_p
 			case CR_FD_CHR: {
 				int fl = (int)(f->flags & REOPEN_MASK) | O_CLOEXEC | O_NOCTTY;
 				if (f->kind == CR_FD_DIR)
-					fl = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+					fl = (int)(f->flags & O_PATH) | O_RDONLY | O_DIRECTORY |
+					     O_CLOEXEC;
 				fd = open(f->path, fl);
 				if (fd < 0) {
 					ret = -errno;
@@ -290,7 +292,7 @@ int restore_fds_prepare(const char *dir, const struct cr_task *t, struct child_p
 				goto fail;
 			}
 			if ((f->kind == CR_FD_REG || f->kind == CR_FD_UNLINKED) &&
-			    lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
+			    !(f->flags & O_PATH) && lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
 				ret = -errno;
 				cr_error("fd %d: cannot seek '%s' to %llu: %s", f->fd,
 					 f->path ? f->path : "?", (unsigned long long)f->pos,

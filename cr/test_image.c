@@ -60,6 +60,9 @@ static void fill_task(struct cr_task *t)
 	t->groups = calloc(2, sizeof(uint32_t));
 	t->groups[0] = 27;
 	t->groups[1] = 100;
+	t->nice = -3;
+	t->no_new_privs = 1;
+	t->timer_slack_ns = 50000;
 	t->cwd = strdup("/tmp/work dir");
 	t->root = strdup("/");
 	t->exe = strdup("/usr/bin/python3");
@@ -159,6 +162,7 @@ static void test_round_trip(const struct cr_image *src)
 	CHECK(!memcmp(b->rlimits, a->rlimits, sizeof(a->rlimits)));
 	CHECK(b->nr_groups == 2 && b->groups[1] == 100 && b->uids[1] == 1000 && b->gids[2] == 100);
 	CHECK(!strcmp(b->cwd, a->cwd) && !strcmp(b->exe, a->exe) && !strcmp(b->root, "/"));
+	CHECK(b->nice == -3 && b->no_new_privs == 1 && b->timer_slack_ns == 50000);
 	CHECK(b->nr_siginfos == 1 && b->siginfos[0].shared == 1 &&
 	      le32_get(b->siginfos[0].info) == 12);
 	CHECK(!memcmp(&b->mm, &a->mm, sizeof(a->mm)));

@@ -191,7 +191,6 @@ static int serve(const char *store_path, const char *mountpoint, const struct fs
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.store_path = store_path;
-	ctx.store_dirfd = -1;
 
 	r = fs_nodes_init(&ctx);
 	if (r < 0) {
@@ -201,12 +200,6 @@ static int serve(const char *store_path, const char *mountpoint, const struct fs
 	r = open_store(store_path, &ctx.store);
 	if (r < 0)
 		goto out_nodes;
-	ctx.store_dirfd = open(store_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (ctx.store_dirfd < 0) {
-		r = -errno;
-		log_err("store '%s': %s", store_path, strerror(-r));
-		goto out_store;
-	}
 
 	fsname = fsname_option(store_path);
 	if (!fsname || fuse_opt_add_arg(&args, "ckptfs") < 0 ||
@@ -279,8 +272,6 @@ out_session:
 	/* Runs fsop_destroy (flush) if the kernel ever initialised the connection. */
 	fuse_session_destroy(se);
 out_store:
-	if (ctx.store_dirfd >= 0)
-		close(ctx.store_dirfd);
 	store_close(ctx.store);
 	fuse_opt_free_args(&args);
 out_nodes:

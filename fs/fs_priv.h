@@ -34,7 +34,6 @@ struct fs_node;
 struct fs_ctx {
 	struct store *store;
 	const char *store_path;
-	int store_dirfd; /* the store directory, for the free space of its filesystem */
 
 	pthread_mutex_t nodes_lock;
 	struct fs_node **node_buckets; /* ino -> kernel lookup count, chained hash */

@@ -4,15 +4,14 @@
  *
  * Each open holds a store handle (store_open_inode), so an unlinked file keeps its data until the
  * last close. The store buffers writes and makes them durable at fsync or at the last release.
- * Nobody receives release's result, so when the store's filesystem is short of space, flush
- * (every close()) pushes a dirty handle's data down first and ENOSPC reaches the program that
- * wrote. With space to spare that synchronous push (a pack fdatasync plus an LMDB sync per
- * close; it made cp -a of small files ~8x slower) buys nothing, and release does the work.
+ * Nobody receives release's result, so flush (every close()) stores a dirty handle's data
+ * first (store_flush_inode: packs and index, no index sync - an LMDB sync per close made cp -a
+ * of small files ~8x slower) and ENOSPC or EIO reaches the program that wrote; release then
+ * finds little or nothing left to do.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
-#include <sys/statvfs.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -152,29 +151,16 @@ void fsop_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, of
 	fuse_reply_write(req, (size_t)n);
 }
 
-/* Below this much free space, buffered data still waiting for release could meet ENOSPC:
- * at least twice what the store may hold buffered (96 MiB by default) plus headroom for other
- * writers of that filesystem. */
-#define FS_FLUSH_SYNC_BELOW (1ULL << 30)
-
-static bool store_space_low(struct fs_ctx *ctx)
-{
-	struct statvfs st;
-
-	if (fstatvfs(ctx->store_dirfd, &st) < 0)
-		return true; /* cannot tell: take the safe path */
-	return (uint64_t)st.f_bavail * st.f_frsize < FS_FLUSH_SYNC_BELOW;
-}
-
 void fsop_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_ctx *ctx = fs_ctx_of(req);
 	struct fs_handle *h = fs_handle_of(fi);
 	int r = 0;
 
-	if (atomic_load(&h->dirty) && store_space_low(ctx)) {
-		atomic_store(&h->dirty, false);
-		r = store_fsync(ctx->store, ino, true);
+	/* Stored now, without the index sync that made fsync-per-close slow: release's result
+	 * reaches nobody, so this is where ENOSPC or EIO from the packs can still reach the
+	 * program that wrote. */
+	if (atomic_exchange(&h->dirty, false)) {
+		r = store_flush_inode(fs_ctx_of(req)->store, ino);
 		if (r < 0)
 			atomic_store(&h->dirty, true);
 	}

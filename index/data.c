@@ -672,6 +672,25 @@ out:
 	return r;
 }
 
+int store_flush_inode(struct store *s, uint64_t ino)
+{
+	struct oinode *oi;
+	int r = 0;
+
+	if (s->flags & STORE_OPEN_RDONLY)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	oi = u64map_get(&s->inodes, ino);
+	if (oi) {
+		/* -EROFS too: another process sealed the checkpoint under our buffered writes,
+		 * which were dropped; close(2) is the writer's last chance to hear it. */
+		r = oinode_flush(s, oi);
+		oinode_put(s, oi);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
 int store_fsync(struct store *s, uint64_t ino, bool datasync)
 {
 	struct oinode *oi;
@@ -690,7 +709,7 @@ int store_fsync(struct store *s, uint64_t ino, bool datasync)
 	pthread_mutex_unlock(&s->mu);
 	if (r < 0)
 		return r;
-	if (!oi && ino != STORE_ROOT_INO) {
+	if (ckpt == 0 && ino != STORE_ROOT_INO) {
 		/* No buffered state (a directory, a symlink, a closed file): its metadata
 		 * changes still have to reach the manifest. */
 		struct idx_txn *txn = NULL;

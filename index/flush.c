@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "common/util.h"
+#include "index/maint_priv.h"
 #include "index/pack.h"
 #include "index/store_priv.h"
 
@@ -121,8 +122,8 @@ static int pack_writer_ensure(struct store *s)
 	if (s->pw) {
 		if (s->pw_users) {
 			/* Room first, so a failure leaves the writer where it was. */
-			struct pw_retired *n = realloc(s->pw_retired, (s->npw_retired + 1) *
-									      sizeof(*n));
+			struct pw_retired *n =
+				realloc(s->pw_retired, (s->npw_retired + 1) * sizeof(*n));
 			if (!n)
 				return -ENOMEM;
 			s->pw_retired = n;
@@ -223,8 +224,7 @@ static int encode_batch(struct store *s, struct flush_uniq *u, const size_t *tod
 }
 
 /* Compresses and appends every unique chunk that still needs a home, then fdatasyncs. */
-static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu,
-			    struct pw_pins *pins)
+static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu, struct pw_pins *pins)
 {
 	_cleanup_free_ size_t *todo = NULL;
 	_cleanup_free_ uint8_t *recs = NULL;
@@ -264,6 +264,11 @@ static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu,
 		r = pack_writer_ensure(s);
 		if (r >= 0)
 			r = pw_pin_current(s, pins);
+		if (r >= 0 && maint_fault("pack_append_eio"))
+			r = store_error(-EIO,
+					"pack %u: append stopped at fault point "
+					"'pack_append_eio'",
+					pack_writer_number(s->pw));
 		if (r >= 0)
 			r = pack_writer_appendv(s->pw, iov, (int)n, total, &start);
 		if (r >= 0) {
@@ -368,9 +373,9 @@ static int apply_block(struct idx_txn *txn, uint64_t ino, struct flush_ent *e, s
 /* Stores the stolen dirty state of inode ino: hash, dedup against the index, compress and
  * append new chunks, fdatasync, then one index transaction. Runs without s->mu. The packs it
  * appended to are left in pins (still locked). */
-static int flush_work_pinned(struct store *s, uint64_t ino, struct u64map *blocks,
-			     uint64_t npages, uint64_t trunc_floor, bool meta, uint64_t size,
-			     struct timespec mtime, struct pw_pins *pins, bool *ret_gone)
+static int flush_work_pinned(struct store *s, uint64_t ino, struct u64map *blocks, uint64_t npages,
+			     uint64_t trunc_floor, bool meta, uint64_t size, struct timespec mtime,
+			     struct pw_pins *pins, bool *ret_gone)
 {
 	_cleanup_free_ struct flush_ent *ents = NULL;
 	_cleanup_free_ struct flush_ent **byid = NULL;

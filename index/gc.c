@@ -8,8 +8,8 @@
  * before the commit leaves an unreferenced new pack (garbage for the next gc); a crash after it
  * leaves an old pack no entry points to (also garbage). Concurrency: a pack some process may
  * still append to, or whose records it has not indexed yet, is flock'ed by it, and gc only
- * touches packs it can lock itself; a chunk that
- * a writer re-references between gc's scan and its commit makes gc leave that pack alone.
+ * touches packs it can lock itself; a chunk that a writer re-references between gc's scan and
+ * its commit makes gc leave that pack alone.
  */
 #include <dirent.h>
 #include <errno.h>

@@ -148,6 +148,10 @@ ssize_t store_write(struct store *s, uint64_t ino, const void *buf, size_t size,
 /* fallocate: mode 0 (reserve: extends size unless keep_size), or punch a hole (keep_size true). */
 int store_fallocate(struct store *s, uint64_t ino, bool punch_hole, bool keep_size, uint64_t off,
 		    uint64_t len);
+/* Stores the inode's buffered data in packs and the index now, as the last release would, but
+ * without the index sync of store_fsync(): for close(2), the last moment a failure (ENOSPC,
+ * EIO) can still reach the writer. The data is durable only after store_fsync()/store_sync(). */
+int store_flush_inode(struct store *s, uint64_t ino);
 /* Makes the inode's data and metadata durable (pack fsync, then LMDB sync). */
 int store_fsync(struct store *s, uint64_t ino, bool datasync);
 /* Makes everything buffered durable. */

@@ -322,8 +322,7 @@ static void meta_child(void)
 	e = mkdir_at(s, STORE_ROOT_INO, "empty");
 	mkdir_at(s, e, "inner");
 	REQUIRE(store_setxattr(s, e, "user.note", "no data", 7, 0) == 0);
-	REQUIRE(store_rename(s, STORE_ROOT_INO, "empty", STORE_ROOT_INO, "empty-renamed", 0) ==
-		0);
+	REQUIRE(store_rename(s, STORE_ROOT_INO, "empty", STORE_ROOT_INO, "empty-renamed", 0) == 0);
 	REQUIRE(store_sync(s) == 0);
 
 	/* Only an fsync of a directory in "f" after these. */
