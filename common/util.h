@@ -34,8 +34,8 @@ static inline void closep(int *fd)
 	}
 }
 
-#define _cleanup_(f)    __attribute__((cleanup(f)))
-#define _cleanup_free_  _cleanup_(freep)
+#define _cleanup_(f)	__attribute__((cleanup(f)))
+#define _cleanup_free_	_cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Hand ownership out of a cleanup variable: returns the value and disarms the cleanup. */

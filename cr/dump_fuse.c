@@ -208,7 +208,7 @@ static int fuse_resolve(struct dump_ctx *c, struct cr_fd *f)
 	}
 	/* The image directory below the mount this frozen daemon serves: writing it would wait
 	 * for the daemon forever. */
-	struct mnt_entry self = { .mnt_id = -1 };
+	struct mnt_entry self = {.mnt_id = -1};
 	int dir_mnt;
 	uint32_t dir_conn;
 	if (read_fuse_fdinfo(getpid(), c->dirfd, &dir_mnt, &dir_conn) == 0 && dir_mnt >= 0 &&

@@ -39,8 +39,8 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define STORE_ROOT_INO    1ULL
-#define STORE_CHUNK_SIZE  4096u
+#define STORE_ROOT_INO	   1ULL
+#define STORE_CHUNK_SIZE   4096u
 #define STORE_CHUNK_ID_LEN 16u
 /* A checkpoint's content id: XXH3-128 over its canonical manifest, printed as 32 hex digits. */
 #define STORE_CONTENT_ID_LEN 16u
@@ -52,7 +52,7 @@
 struct store;
 
 enum store_open_flags {
-	STORE_OPEN_RDONLY = 1u << 0,    /* no writes at all (fsck without repair, ls, show) */
+	STORE_OPEN_RDONLY = 1u << 0,	/* no writes at all (fsck without repair, ls, show) */
 	STORE_OPEN_EXCLUSIVE = 1u << 1, /* the writable mount: refuse a second one with -EBUSY */
 };
 
@@ -72,12 +72,12 @@ struct store_attr {
 	uint64_t size;
 	uint64_t nlink;
 	uint64_t blocks; /* 512-byte units of stored (compressed, deduplicated-as-owner) data */
-	uint32_t mode;   /* S_IFMT | permission bits */
+	uint32_t mode;	 /* S_IFMT | permission bits */
 	uint32_t uid, gid;
 	uint64_t rdev;
 	struct timespec atime, mtime, ctime;
 	uint64_t ckpt_ino; /* the checkpoint directory this inode lives in (0 for the root) */
-	bool sealed;       /* its checkpoint is sealed: writes get -EROFS */
+	bool sealed;	   /* its checkpoint is sealed: writes get -EROFS */
 };
 
 /* Bits for store_setattr's to_set. */
@@ -158,8 +158,8 @@ int store_fsync(struct store *s, uint64_t ino, bool datasync);
 int store_sync(struct store *s);
 
 /* --- extended attributes (user.* only; the ckptfs names above are special) ---------------- */
-int store_setxattr(struct store *s, uint64_t ino, const char *name, const void *value,
-		   size_t size, int flags /* XATTR_CREATE / XATTR_REPLACE */);
+int store_setxattr(struct store *s, uint64_t ino, const char *name, const void *value, size_t size,
+		   int flags /* XATTR_CREATE / XATTR_REPLACE */);
 /* size 0 asks for the length. Returns the length, -ENODATA if absent, -ERANGE if too small. */
 ssize_t store_getxattr(struct store *s, uint64_t ino, const char *name, void *value, size_t size);
 /* NUL-separated names, same size-0 convention. */
@@ -175,8 +175,8 @@ struct store_ckpt_info {
 	char name[256];
 	uint64_t ino;
 	uint64_t logical_bytes; /* sum of file sizes */
-	uint64_t stored_bytes;  /* compressed bytes of the distinct chunks it references */
-	uint64_t unique_bytes;  /* compressed bytes of chunks no other checkpoint references */
+	uint64_t stored_bytes;	/* compressed bytes of the distinct chunks it references */
+	uint64_t unique_bytes;	/* compressed bytes of chunks no other checkpoint references */
 	uint64_t nfiles;
 	bool sealed;
 	uint8_t content_id[STORE_CONTENT_ID_LEN]; /* valid when sealed */
@@ -193,13 +193,13 @@ int store_ckpt_seal(struct store *s, const char *name, uint8_t ret_id[STORE_CONT
 int store_ckpt_remove(struct store *s, const char *name);
 
 struct store_df {
-	uint64_t logical_bytes;  /* sum of all file sizes, all checkpoints */
+	uint64_t logical_bytes;	 /* sum of all file sizes, all checkpoints */
 	uint64_t referenced_raw; /* 4 KiB x distinct non-zero chunks referenced */
-	uint64_t stored_bytes;   /* compressed bytes of referenced chunks */
-	uint64_t pack_bytes;     /* size of all pack files on disk (includes garbage) */
-	uint64_t garbage_bytes;  /* pack bytes of unreferenced chunks (gc reclaims them) */
-	uint64_t index_bytes;    /* LMDB + manifests on disk */
-	uint64_t nchunks;        /* distinct chunks referenced */
+	uint64_t stored_bytes;	 /* compressed bytes of referenced chunks */
+	uint64_t pack_bytes;	 /* size of all pack files on disk (includes garbage) */
+	uint64_t garbage_bytes;	 /* pack bytes of unreferenced chunks (gc reclaims them) */
+	uint64_t index_bytes;	 /* LMDB + manifests on disk */
+	uint64_t nchunks;	 /* distinct chunks referenced */
 	uint64_t ncheckpoints;
 };
 int store_df(struct store *s, struct store_df *ret_df);

@@ -47,6 +47,17 @@ run_suite() { # $1 = build dir, $2.. = extra meson setup args
 }
 
 run_suite "$top/build"
+
+# Formatting is part of the suite: the repo's .clang-format, checked by meson's target.
+if command -v clang-format >/dev/null; then
+	if ninja -C "$top/build" clang-format-check >"$top/build/format.log" 2>&1; then
+		echo "format: clang-format-check OK"
+		passed=$((passed + 1))
+	else
+		grep -E '^/.*: error' "$top/build/format.log" | cut -d: -f1 | sort -u | sed 's/^/format: needs clang-format: /'
+		failed=$((failed + 1))
+	fi
+fi
 if [ "${CKPTFS_SKIP_SANITIZERS:-0}" != 1 ]; then
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		run_suite "$top/build-asan" -Db_sanitize=address,undefined -Db_lundef=false

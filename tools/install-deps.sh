@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(
 	meson ninja-build pkg-config gcc
 	libfuse3-dev fuse3 liblmdb-dev lmdb-utils libzstd-dev zstd libxxhash-dev
-	fio attr python3 perl
+	fio attr python3 perl clang-format
 	bash-builtins tcl
 	squashfuse fuse-overlayfs squashfs-tools
 )

@@ -13,17 +13,17 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "init", cmd_init, "create a new store" },
-	{ "mount", cmd_mount, "mount a store as a FUSE filesystem" },
-	{ "ls", cmd_ls, "list checkpoints with their sizes and content ids" },
-	{ "df", cmd_df, "space used: logical, stored, dedup and compression ratios" },
-	{ "fsck", cmd_fsck, "verify every chunk and reference; rebuild the index" },
-	{ "seal", cmd_seal, "make a checkpoint immutable and print its content id" },
-	{ "rm", cmd_rm, "remove a checkpoint" },
-	{ "gc", cmd_gc, "reclaim space of unreferenced chunks" },
-	{ "dump", cmd_dump, "checkpoint a running process into a directory" },
-	{ "restore", cmd_restore, "restore a process from a checkpoint directory" },
-	{ "show", cmd_show, "summarise a checkpoint image" },
+	{"init", cmd_init, "create a new store"},
+	{"mount", cmd_mount, "mount a store as a FUSE filesystem"},
+	{"ls", cmd_ls, "list checkpoints with their sizes and content ids"},
+	{"df", cmd_df, "space used: logical, stored, dedup and compression ratios"},
+	{"fsck", cmd_fsck, "verify every chunk and reference; rebuild the index"},
+	{"seal", cmd_seal, "make a checkpoint immutable and print its content id"},
+	{"rm", cmd_rm, "remove a checkpoint"},
+	{"gc", cmd_gc, "reclaim space of unreferenced chunks"},
+	{"dump", cmd_dump, "checkpoint a running process into a directory"},
+	{"restore", cmd_restore, "restore a process from a checkpoint directory"},
+	{"show", cmd_show, "summarise a checkpoint image"},
 };
 
 static void usage(FILE *f)
