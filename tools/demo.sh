@@ -42,13 +42,16 @@ echo "   pid $demo, last line before the dump: $(tail -n1 "$log")"
 
 echo "== ckptfs dump --pid $demo $mnt/demo-1   (freezes, dumps, kills)"
 "$ckptfs" dump --pid "$demo" "$mnt/demo-1"
-wait "$demo" 2>/dev/null || true
+{ wait "$demo"; } 2>/dev/null || true
 before=$(tail -n1 "$log")
 pid=$demo
 demo=
 echo "   the process is gone; last line: $before"
+echo "== the checkpoint is a sealed directory of image files in the store:"
 ls -l "$mnt/demo-1"
 "$ckptfs" ls "$store"
+echo "== ckptfs show $mnt/demo-1"
+"$ckptfs" show "$mnt/demo-1" | head -n 25
 
 echo "== ckptfs restore --detach $mnt/demo-1"
 "$ckptfs" restore --detach --pidfile "$work/pid" "$mnt/demo-1"

@@ -36,7 +36,7 @@ tools=ckptfs,casync-default,casync-4k,borg-default,borg-4k,restic-default,zstd-1
 workroot=/var/tmp
 
 usage() {
-	sed -n '3,9p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -163,7 +163,7 @@ raw=$out/raw.tsv
 : >"$raw"
 rec() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$raw"; }
 
-export BORG_PASSPHRASE= BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export BORG_PASSPHRASE='' BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_BASE_DIR=$work/borg-base
 export RESTIC_PASSWORD=x RESTIC_CACHE_DIR=$work/restic-cache
 
