@@ -7,7 +7,8 @@
  * inventory.img behind (restore refuses an image without one); a restore parses and validates
  * the whole image before it creates any process, and kills a half-restored child.
  * Errors are -errno with a one-sentence reason in cr_error_last() (error.h).
- * Thread-safety: ptrace ties a tracee to the calling thread; call from one thread.
+ * Thread-safety: ptrace ties a tracee to the calling thread; call from one thread. cr_dump
+ * starts (and always joins) one writer thread of its own.
  */
 #ifndef CKPTFS_CR_CR_H
 #define CKPTFS_CR_CR_H
@@ -25,8 +26,12 @@ struct cr_dump_opts {
 
 struct cr_dump_stats {
 	uint64_t frozen_ns;	/* from the freeze to the kill/detach */
+	uint64_t capture_ns;	/* from the freeze until all state was read */
+	uint64_t total_ns;	/* from the freeze until the image was complete and durable */
 	uint64_t bytes_written; /* all image files */
 	uint64_t pages;		/* memory pages saved */
+	bool pages_spilled;	/* memory exceeded the capture buffer: written while frozen */
+	uint64_t buffer_bytes;	/* size of that buffer */
 };
 
 int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats);

@@ -4,6 +4,10 @@
  * anything is written), collects its CPU, signal and per-task state, writes the image and then
  * kills or releases the target.
  *
+ * The freeze is kept short: memory is copied into a buffer of the dumper (dump_mm.c) while a
+ * writer thread already streams it into pages.img; with --leave-running the target runs again
+ * as soon as its state is read, and the image is completed from the copy.
+ *
  * Ordering: the target is seized and interrupted first, so everything read afterwards is one
  * consistent snapshot. State only visible from inside the task (brk, clear_child_tid, signal
  * handlers, sigaltstack, itimers) is read by running syscalls in it, with all signals blocked
@@ -528,7 +532,7 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 	_cleanup_free_ char *status = calloc(1, 65536);
 	char path[64], taskdir[32];
 	bool frozen = false, injected = false, wrote = false, created = false;
-	uint64_t t0 = 0;
+	uint64_t t0 = 0, t_capture = 0, t_resume = 0;
 	int ret;
 
 	cr_error_clear();
@@ -566,6 +570,14 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 	if (c.memfd < 0) {
 		ret = -errno;
 		cr_error("pid %d: cannot open '%s': %s", c.pid, path, strerror(errno));
+		goto out;
+	}
+
+	/* The capture buffer is allocated and faulted in before the freeze, not during it. */
+	ret = dump_mm_reserve(&c);
+	if (ret < 0) {
+		cr_error("pid %d: cannot allocate the memory capture buffer: %s", c.pid,
+			 strerror(-ret));
 		goto out;
 	}
 
@@ -614,7 +626,8 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 	if (ret < 0)
 		goto out;
 
-	/* Write the image. */
+	/* The image directories first: the writer thread streams pages.img while the capture
+	 * is still reading the target. */
 	snprintf(taskdir, sizeof(taskdir), "task-%d", c.pid);
 	wrote = true;
 	if (mkdirat(c.dirfd, taskdir, 0755) < 0 || mkdirat(c.dirfd, "files", 0755) < 0) {
@@ -628,10 +641,33 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 		ret = -errno;
 		goto out;
 	}
-	ret = dump_mm_write_pages(&c);
+	ret = dump_mm_capture_pages(&c);
 	if (ret < 0)
 		goto out;
+	/* Pipe buffers and unlinked files' contents are read from the live objects: while frozen. */
 	ret = dump_fds_write_data(&c);
+	if (ret < 0)
+		goto out;
+	t_capture = now_ns();
+
+	/*
+	 * --leave-running: everything is read, so the target goes on now and the image is
+	 * completed from the dumper's copy; a failure from here on removes the partial image
+	 * and the target, already running, never notices. Killing is different: a target
+	 * killed before its image is durable would be lost if the write then failed, so in
+	 * that mode it stays frozen until the image is complete and fsynced.
+	 */
+	if (opts->leave_running) {
+		ret = release_target(&c, injected);
+		frozen = false;
+		t_resume = now_ns();
+		if (ret < 0) {
+			cr_error("pid %d: could not be released after the dump: %s", c.pid,
+				 strerror(-ret));
+			goto out;
+		}
+	}
+	ret = dump_mm_finish_pages(&c);
 	if (ret < 0)
 		goto out;
 	ret = cr_image_validate_task(c.t, UINT64_MAX);
@@ -653,23 +689,17 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 	}
 	if (fsync(c.dirfd) < 0 && errno != EINVAL && errno != ENOTSUP) {
 		ret = -errno;
+		cr_error("fsync of '%s': %s", opts->dir, strerror(errno));
 		goto out;
 	}
+	uint64_t t_done = now_ns();
 
-	/* The image is complete: now release or end the target. */
-	if (opts->leave_running) {
-		ret = release_target(&c, injected);
-		frozen = false;
-		if (ret < 0) {
-			cr_error("pid %d: could not be released after the dump: %s", c.pid,
-				 strerror(-ret));
-			goto out_keep;
-		}
-	} else {
+	/* The image is complete and durable: now the target may end. */
+	if (!opts->leave_running) {
 		kill(c.pid, SIGKILL);
 		frozen = false;
+		t_resume = t_done;
 	}
-	uint64_t t1 = now_ns();
 	if (fsetxattr(c.dirfd, "user.ckptfs.seal", "1", 1, 0) < 0 && errno != ENOTSUP &&
 	    errno != EOPNOTSUPP) {
 		ret = -errno;
@@ -677,14 +707,20 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 		goto out_keep;
 	}
 	if (ret_stats) {
-		ret_stats->frozen_ns = t1 - t0;
+		ret_stats->frozen_ns = t_resume - t0;
+		ret_stats->capture_ns = t_capture - t0;
+		ret_stats->total_ns = t_done - t0;
 		ret_stats->bytes_written = c.bytes_written;
 		ret_stats->pages = c.t->pages_total;
+		ret_stats->pages_spilled = c.pages_spilled;
+		ret_stats->buffer_bytes = c.pages_buffer;
 	}
 	ret = 0;
 	goto out_keep;
 
 out:
+	/* The writer stops before the target is let go: nothing reads the target after this. */
+	dump_mm_free_pages(&c);
 	dump_fuse_abort(&c);
 	if (frozen) {
 		int r2 = release_target(&c, injected);
@@ -699,6 +735,7 @@ out:
 	if (created)
 		rmdir(opts->dir);
 out_keep:
+	dump_mm_free_pages(&c);
 	closep(&c.taskdirfd);
 	closep(&c.filesdirfd);
 	closep(&c.memfd);

@@ -227,6 +227,37 @@ static int fuse_resolve(struct dump_ctx *c, struct cr_fd *f)
 	return 0;
 }
 
+/*
+ * One keeper per connection: the newer one (keeper) replaces any older. Done once the new keeper
+ * holds the connection, so it is never unheld; a dump failing after this point loses the older
+ * image's restorability too (documented). A keeper we may not stop is left alone, with a
+ * warning: its image stays restorable as long as it holds the connection.
+ */
+static void retire_older_keepers(struct dump_ctx *c, uint32_t conn, pid_t keeper)
+{
+	struct fuse_conn_holder h[16];
+	uint32_t n = 0;
+
+	int ret = fuse_conn_holders(conn, h, 16, &n);
+	if (ret < 0) {
+		log_warn("FUSE connection %u: cannot look for older keepers: %s", conn,
+			 strerror(-ret));
+		return;
+	}
+	for (uint32_t i = 0; i < n && i < 16; i++) {
+		if (!h[i].keeper || h[i].pid == keeper)
+			continue;
+		ret = fuse_keeper_retire(h[i].pid, conn);
+		if (ret < 0 && ret != -ESRCH)
+			log_warn("pid %d: cannot retire the older keeper pid %d of FUSE connection "
+				 "%u: %s",
+				 c->pid, h[i].pid, conn, strerror(-ret));
+		else
+			log_debug("pid %d: retired the older keeper pid %d of FUSE connection %u",
+				  c->pid, h[i].pid, conn);
+	}
+}
+
 int dump_fuse_prepare(struct dump_ctx *c, bool leave_running)
 {
 	struct cr_task *t = c->t;
@@ -256,9 +287,11 @@ int dump_fuse_prepare(struct dump_ctx *c, bool leave_running)
 		ents[n] = (struct fuse_keeper_ent){.fd = f->fd, .conn = f->fuse_conn};
 		n++;
 	}
-	/* --leave-running: the original keeps its connections and keeps serving them. */
-	if (n == 0 || leave_running)
+	if (n == 0)
 		return 0;
+	/* --leave-running too: the original keeps its own fds and keeps serving, the keeper holds
+	 * copies of the same open files so the connection survives the original (a crash), and
+	 * restoring this image then rolls the daemon back on that connection. */
 	for (uint32_t i = 0; i < n; i++) {
 		fds[i] = pidfd_getfd(c->pidfd, ents[i].fd, 0);
 		if (fds[i] < 0) {
@@ -268,7 +301,8 @@ int dump_fuse_prepare(struct dump_ctx *c, bool leave_running)
 			goto out;
 		}
 	}
-	ret = fuse_keeper_start(fds, ents, n, id, &keeper);
+	ret = fuse_keeper_start(fds, ents, n, leave_running ? FUSE_KEEPER_F_LEAVE_RUNNING : 0, id,
+				&keeper);
 	if (ret < 0) {
 		if (!cr_error_last()[0])
 			cr_error("pid %d: cannot start a keeper for its FUSE connections: %s",
@@ -282,6 +316,13 @@ int dump_fuse_prepare(struct dump_ctx *c, bool leave_running)
 			continue;
 		f->fuse_keeper_pid = (uint32_t)keeper;
 		memcpy(f->fuse_keeper_id, id, sizeof(id));
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		bool seen = false;
+		for (uint32_t j = 0; j < i; j++)
+			seen = seen || ents[j].conn == ents[i].conn;
+		if (!seen)
+			retire_older_keepers(c, ents[i].conn, keeper);
 	}
 out:
 	for (uint32_t i = 0; i < n; i++)

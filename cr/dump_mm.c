@@ -5,13 +5,19 @@
  *
  * Only pages that the file cannot give back are saved: present or swapped anonymous pages,
  * copied-on-write pages of private file mappings (present and not file-backed, pagemap bit
- * 61), and all of shared anonymous memory. Pages go out in large writes so that every page
- * lands at a 4 KiB-aligned offset of pages.img (the store dedups aligned chunks).
+ * 61), and all of shared anonymous memory. Every page lands at a 4 KiB-aligned offset of
+ * pages.img (the store dedups aligned chunks).
+ *
+ * Thread-safety: the capture runs on the tracing thread; one writer thread per dump only
+ * writes pages.img from the capture buffer (page_pipe, below) and touches nothing else.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -243,33 +249,182 @@ out:
 
 /* ---- page data ---- */
 
-#define WBUF_SIZE (8u << 20) /* large writes; a multiple of the page size */
+/*
+ * Pages leave the target in two steps so that it is frozen only while they are read: a plan
+ * (pagemap: which pages, as t->runs) and a capture that copies them into a buffer in the
+ * dumper, from which a writer thread streams pages.img. The buffer is a ring of PP_CHUNK
+ * pieces. When the whole dump fits (the normal case) the capture never waits for the writer
+ * and the target is released as soon as it is read; a dump larger than the bound has to wait
+ * for the writer, so its target stays frozen while all but the last ring's worth is written.
+ * The writer issues PP_CHUNK-sized writes at PP_CHUNK-aligned offsets (the store dedups
+ * aligned chunks and a FUSE mount takes them in max_write pieces without read-modify-write),
+ * and it starts with the first chunk, so the daemon compresses while the capture goes on.
+ */
 
-struct page_writer {
+#define PP_CHUNK     (8u << 20)
+#define PP_MAX	     (4ULL << 30) /* buffer bound, and at most half of MemAvailable */
+#define PP_IOV_BATCH 512
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+struct page_pipe {
 	struct dump_ctx *c;
-	int fd;
+	int fd; /* pages.img */
 	uint8_t *buf;
-	size_t fill;
-	uint64_t runs_cap;
+	size_t cap;	/* ring size, a multiple of PP_CHUNK */
+	uint64_t bound; /* largest buffer this dump may use */
+	uint64_t total; /* bytes of pages.img */
+	pthread_t thread;
+	bool running;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	/* Under lock: */
+	uint64_t filled;  /* bytes captured into the ring */
+	uint64_t written; /* bytes written out of it */
+	int err;	  /* first write error */
+	bool stop;
 };
 
-static int pw_flush(struct page_writer *w)
+static uint64_t round_up(uint64_t v, uint64_t to)
 {
-	if (!w->fill)
+	return (v + to - 1) / to * to;
+}
+
+/* Value in kB of "Key:" in a /proc file, or 0. */
+static uint64_t proc_kb(const char *path, const char *key)
+{
+	char line[256];
+	uint64_t v = 0;
+	size_t kl = strlen(key);
+	FILE *f = fopen(path, "re");
+
+	if (!f)
 		return 0;
-	int ret = write_full(w->fd, w->buf, w->fill);
-	if (ret < 0) {
-		cr_error("writing 'task-%d/pages.img': %s", w->c->pid, strerror(-ret));
-		return ret;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, kl) && line[kl] == ':') {
+			v = strtoull(line + kl + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+int dump_mm_reserve(struct dump_ctx *c)
+{
+	char path[64];
+	const char *env = getenv("CKPTFS_DUMP_BUFFER_MAX_MIB"); /* a test knob */
+	struct page_pipe *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->c = c;
+	p->fd = -1;
+	p->bound = MIN(PP_MAX, proc_kb("/proc/meminfo", "MemAvailable") * 1024 / 2);
+	if (env && *env)
+		p->bound = MIN(p->bound, strtoull(env, NULL, 10) << 20);
+	p->bound = MAX(p->bound / PP_CHUNK * PP_CHUNK, (uint64_t)PP_CHUNK);
+
+	/* Sized from the target's resident and swapped memory (an overestimate: it counts file
+	 * pages too) and faulted in now, before the freeze, so the capture copies at full speed. */
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", c->pid);
+	uint64_t est = (proc_kb(path, "Rss") + proc_kb(path, "Swap")) * 1024;
+	p->cap = (size_t)MIN(round_up(est + est / 16, PP_CHUNK), p->bound);
+	p->cap = MAX(p->cap, (size_t)PP_CHUNK);
+	void *m = mmap(NULL, p->cap, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED) {
+		free(p);
+		return -ENOMEM;
 	}
-	w->c->bytes_written += w->fill;
-	w->fill = 0;
+	madvise(m, p->cap, MADV_POPULATE_WRITE); /* best effort: it faults in as it fills */
+	p->buf = m;
+	c->pages = p;
 	return 0;
 }
 
-static int add_run(struct page_writer *w, uint64_t vaddr, uint64_t n, bool may_merge)
+static void *pp_writer(void *arg)
 {
-	struct cr_task *t = w->c->t;
+	struct page_pipe *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	while (p->written < p->total && !p->stop) {
+		if (p->filled == p->written) {
+			pthread_cond_wait(&p->cond, &p->lock);
+			continue;
+		}
+		uint64_t at = p->written;
+		size_t n = (size_t)MIN(p->filled - at, (uint64_t)(PP_CHUNK - at % PP_CHUNK));
+		pthread_mutex_unlock(&p->lock);
+		int ret = pwrite_full(p->fd, p->buf + at % p->cap, n, at);
+		pthread_mutex_lock(&p->lock);
+		if (ret < 0) {
+			p->err = ret;
+			break;
+		}
+		p->written += n;
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Waits until the ring has room for bytes up to end; returns the writer's error if any. */
+static int pp_wait_room(struct page_pipe *p, uint64_t end)
+{
+	pthread_mutex_lock(&p->lock);
+	while (end - p->written > p->cap && !p->err)
+		pthread_cond_wait(&p->cond, &p->lock);
+	int ret = p->err;
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+static void pp_publish(struct page_pipe *p, uint64_t filled)
+{
+	pthread_mutex_lock(&p->lock);
+	p->filled = filled;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Reads the remote ranges riov[0..nr) back to back into dst. */
+static int pp_read_batch(struct page_pipe *p, uint8_t *dst, const struct iovec *riov, int nr,
+			 size_t len)
+{
+	pid_t pid = p->c->pid;
+	struct iovec local = {dst, len};
+
+	if (process_vm_readv(pid, &local, 1, riov, (unsigned long)nr, 0) == (ssize_t)len)
+		return 0;
+	/* A range without PROT_READ (process_vm_readv honours protection) or one cut short:
+	 * range by range, through /proc/PID/mem where the fast path cannot. */
+	for (int i = 0; i < nr; i++) {
+		struct iovec l = {dst, riov[i].iov_len};
+		uint64_t va = (uint64_t)(uintptr_t)riov[i].iov_base;
+		if (process_vm_readv(pid, &l, 1, &riov[i], 1, 0) != (ssize_t)riov[i].iov_len) {
+			int ret = mem_read(p->c->memfd, va, dst, riov[i].iov_len);
+			if (ret < 0) {
+				cr_error("pid %d: reading memory at %#" PRIx64 ": %s", pid, va,
+					 strerror(-ret));
+				return ret;
+			}
+		}
+		dst += riov[i].iov_len;
+	}
+	return 0;
+}
+
+struct page_plan {
+	struct dump_ctx *c;
+	uint64_t runs_cap;
+};
+
+static int add_run(struct page_plan *pl, uint64_t vaddr, uint64_t n, bool may_merge)
+{
+	struct cr_task *t = pl->c->t;
 
 	if (may_merge && t->nr_runs) {
 		struct cr_page_run *last = &t->runs[t->nr_runs - 1];
@@ -279,50 +434,16 @@ static int add_run(struct page_writer *w, uint64_t vaddr, uint64_t n, bool may_m
 			return 0;
 		}
 	}
-	if (t->nr_runs == w->runs_cap) {
-		uint64_t ncap = w->runs_cap ? w->runs_cap * 2 : 256;
+	if (t->nr_runs == pl->runs_cap) {
+		uint64_t ncap = pl->runs_cap ? pl->runs_cap * 2 : 256;
 		struct cr_page_run *r = realloc(t->runs, ncap * sizeof(*r));
 		if (!r)
 			return -ENOMEM;
 		t->runs = r;
-		w->runs_cap = ncap;
+		pl->runs_cap = ncap;
 	}
 	t->runs[t->nr_runs++] = (struct cr_page_run){vaddr, n};
 	t->pages_total += n;
-	return 0;
-}
-
-/* Copies [vaddr, vaddr+len) of the target into the write buffer. */
-static int copy_range(struct page_writer *w, uint64_t vaddr, uint64_t len, bool readable)
-{
-	while (len) {
-		size_t room = WBUF_SIZE - w->fill;
-		if (!room) {
-			int ret = pw_flush(w);
-			if (ret < 0)
-				return ret;
-			room = WBUF_SIZE;
-		}
-		size_t n = (size_t)MIN((uint64_t)room, len);
-		ssize_t got = -1;
-		if (readable) {
-			struct iovec local = {w->buf + w->fill, n};
-			struct iovec remote = {(void *)(uintptr_t)vaddr, n};
-			got = process_vm_readv(w->c->pid, &local, 1, &remote, 1, 0);
-		}
-		if (got != (ssize_t)n) {
-			/* Unreadable protection or a partial read: /proc/PID/mem forces through. */
-			int ret = mem_read(w->c->memfd, vaddr, w->buf + w->fill, n);
-			if (ret < 0) {
-				cr_error("pid %d: reading memory at %#" PRIx64 ": %s", w->c->pid,
-					 vaddr, strerror(-ret));
-				return ret;
-			}
-		}
-		w->fill += n;
-		vaddr += n;
-		len -= n;
-	}
 	return 0;
 }
 
@@ -356,19 +477,19 @@ static void shmem_data_pages(int objfd, uint64_t off, uint64_t n, uint64_t *pm)
 	}
 }
 
-static int dump_vma_pages(struct page_writer *w, int pmfd, const struct cr_vma *v,
+static int plan_vma_pages(struct page_plan *pl, int pmfd, const struct cr_vma *v,
 			  enum save_policy pol)
 {
 	uint64_t pm[PM_BATCH] = {0};
 	uint64_t npages = (v->end - v->start) / CR_PAGE_SIZE;
-	bool readable = v->prot & PROT_READ;
 	bool first = true;
+	pid_t pid = pl->c->pid;
 	_cleanup_close_ int objfd = -1;
 
 	if (v->kind == CR_VMA_SHMEM) {
 		char mf[96];
-		snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, w->c->pid,
-			 v->start, v->end);
+		snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, pid, v->start,
+			 v->end);
 		objfd = open(mf, O_RDONLY | O_CLOEXEC);
 	}
 
@@ -381,34 +502,30 @@ static int dump_vma_pages(struct page_writer *w, int pmfd, const struct cr_vma *
 		} else {
 			int ret = pread_full(pmfd, pm, n * 8, va / CR_PAGE_SIZE * 8);
 			if (ret < 0) {
-				cr_error("pid %d: reading pagemap at %#" PRIx64 ": %s", w->c->pid,
-					 va, strerror(-ret));
+				cr_error("pid %d: reading pagemap at %#" PRIx64 ": %s", pid, va,
+					 strerror(-ret));
 				return ret == -EBADMSG ? -EIO : ret;
 			}
 		}
 		for (uint64_t i = 0; i < n;) {
-			bool save_i;
 			uint64_t j = i;
 			while (j < n) {
 				uint64_t e = pm[j];
+				bool save;
 				if (pol == SAVE_PRIVATE)
-					save_i = ((e & PM_PRESENT) && !(e & PM_FILE)) ||
-						 (e & PM_SWAPPED);
+					save = ((e & PM_PRESENT) && !(e & PM_FILE)) ||
+					       (e & PM_SWAPPED);
 				else
-					save_i = e & (PM_PRESENT | PM_SWAPPED);
-				if (!save_i)
+					save = e & (PM_PRESENT | PM_SWAPPED);
+				if (!save)
 					break;
 				j++;
 			}
 			if (j > i) {
-				uint64_t at = va + i * CR_PAGE_SIZE;
-				int ret = add_run(w, at, j - i, !first);
+				int ret = add_run(pl, va + i * CR_PAGE_SIZE, j - i, !first);
 				if (ret < 0)
 					return ret;
 				first = false;
-				ret = copy_range(w, at, (j - i) * CR_PAGE_SIZE, readable);
-				if (ret < 0)
-					return ret;
 				i = j;
 			} else {
 				i++;
@@ -418,11 +535,11 @@ static int dump_vma_pages(struct page_writer *w, int pmfd, const struct cr_vma *
 	return 0;
 }
 
-int dump_mm_write_pages(struct dump_ctx *c)
+/* Fills t->runs: the populated pages to save, in VMA order. */
+static int plan_pages(struct dump_ctx *c)
 {
 	char path[64];
-	struct page_writer w = {.c = c, .fd = -1};
-	int ret;
+	struct page_plan pl = {.c = c};
 
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", c->pid);
 	_cleanup_close_ int pmfd = open(path, O_RDONLY | O_CLOEXEC);
@@ -430,43 +547,162 @@ int dump_mm_write_pages(struct dump_ctx *c)
 		cr_error("pid %d: cannot open '%s': %s", c->pid, path, strerror(errno));
 		return -errno;
 	}
-	_cleanup_close_ int fd =
-		openat(c->taskdirfd, "pages.img", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		cr_error("creating 'task-%d/pages.img': %s", c->pid, strerror(errno));
-		return -errno;
-	}
-	_cleanup_free_ uint8_t *buf = aligned_alloc(CR_PAGE_SIZE, WBUF_SIZE);
-	if (!buf)
-		return -ENOMEM;
-	w.fd = fd;
-	w.buf = buf;
-
 	for (uint32_t i = 0; i < c->t->nr_vmas; i++) {
 		struct cr_vma *v = &c->t->vmas[i];
 		enum save_policy pol = SAVE_NONE;
 
-		if (v->kind == CR_VMA_ANON && v->path) {
+		if (v->kind == CR_VMA_ANON && v->path)
 			pol = SAVE_ALL;
-		} else if (v->kind == CR_VMA_ANON) {
+		else if (v->kind == CR_VMA_ANON)
 			pol = SAVE_ANON;
-		} else if (v->kind == CR_VMA_SHMEM) {
+		else if (v->kind == CR_VMA_SHMEM)
 			pol = SAVE_ALL;
-		} else if (v->kind == CR_VMA_FILE && !(v->flags & CR_VMA_F_SHARED)) {
+		else if (v->kind == CR_VMA_FILE && !(v->flags & CR_VMA_F_SHARED))
 			pol = SAVE_PRIVATE;
-		}
 		if (pol == SAVE_NONE)
 			continue;
-		ret = dump_vma_pages(&w, pmfd, v, pol);
+		int ret = plan_vma_pages(&pl, pmfd, v, pol);
 		if (ret < 0)
 			return ret;
 	}
-	ret = pw_flush(&w);
+	return 0;
+}
+
+/* Grows the ring to hold the whole dump if the bound allows; else it stays a ring. */
+static int pp_size(struct page_pipe *p)
+{
+	uint64_t need = MIN(round_up(p->total, PP_CHUNK), p->bound);
+
+	if (need > p->cap) {
+		void *m = mremap(p->buf, p->cap, (size_t)need, MREMAP_MAYMOVE);
+		if (m != MAP_FAILED) {
+			p->buf = m;
+			p->cap = (size_t)need;
+		}
+		/* Without it the smaller ring still works, only with a longer freeze. */
+	}
+	p->c->pages_spilled = p->total > p->cap;
+	p->c->pages_buffer = p->cap;
+	return 0;
+}
+
+int dump_mm_capture_pages(struct dump_ctx *c)
+{
+	struct page_pipe *p = c->pages;
+	struct cr_task *t = c->t;
+	struct iovec riov[PP_IOV_BATCH];
+	int nr = 0, ret;
+
+	assert(p);
+	ret = plan_pages(c);
 	if (ret < 0)
 		return ret;
-	if (fsync(fd) < 0 && errno != EINVAL && errno != ENOTSUP) {
+	p->total = t->pages_total * CR_PAGE_SIZE;
+	ret = pp_size(p);
+	if (ret < 0)
+		return ret;
+	p->fd = openat(c->taskdirfd, "pages.img", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (p->fd < 0) {
+		cr_error("creating 'task-%d/pages.img': %s", c->pid, strerror(errno));
+		return -errno;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	ret = -pthread_create(&p->thread, NULL, pp_writer, p);
+	if (ret < 0) {
+		pthread_cond_destroy(&p->cond);
+		pthread_mutex_destroy(&p->lock);
+		cr_error("pid %d: cannot start the page writer: %s", c->pid, strerror(-ret));
+		return ret;
+	}
+	p->running = true;
+
+	uint64_t pos = 0, batch_at = 0;
+	for (uint64_t r = 0; r < t->nr_runs; r++) {
+		uint64_t va = t->runs[r].vaddr, left = t->runs[r].nr_pages * CR_PAGE_SIZE;
+		while (left) {
+			if (pos % PP_CHUNK == 0) {
+				ret = pp_wait_room(p, pos + PP_CHUNK);
+				if (ret < 0)
+					goto out_write_error;
+			}
+			size_t seg = (size_t)MIN(left, (uint64_t)(PP_CHUNK - pos % PP_CHUNK));
+			riov[nr++] = (struct iovec){(void *)(uintptr_t)va, seg};
+			pos += seg;
+			va += seg;
+			left -= seg;
+			if (pos % PP_CHUNK == 0 || nr == PP_IOV_BATCH) {
+				ret = pp_read_batch(p, p->buf + batch_at % p->cap, riov, nr,
+						    (size_t)(pos - batch_at));
+				if (ret < 0)
+					return ret;
+				nr = 0;
+				batch_at = pos;
+				if (pos % PP_CHUNK == 0)
+					pp_publish(p, pos);
+			}
+		}
+	}
+	if (nr) {
+		ret = pp_read_batch(p, p->buf + batch_at % p->cap, riov, nr,
+				    (size_t)(pos - batch_at));
+		if (ret < 0)
+			return ret;
+	}
+	pp_publish(p, pos);
+	return 0;
+
+out_write_error:
+	cr_error("writing 'task-%d/pages.img': %s", c->pid, strerror(-ret));
+	return ret;
+}
+
+/* Stops the writer (at once if abort) and returns its error. */
+static int pp_join(struct page_pipe *p, bool abort)
+{
+	if (!p->running)
+		return 0;
+	if (abort) {
+		pthread_mutex_lock(&p->lock);
+		p->stop = true;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+	}
+	pthread_join(p->thread, NULL);
+	p->running = false;
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	return p->err;
+}
+
+int dump_mm_finish_pages(struct dump_ctx *c)
+{
+	struct page_pipe *p = c->pages;
+
+	int ret = pp_join(p, false);
+	if (ret < 0) {
+		cr_error("writing 'task-%d/pages.img': %s", c->pid, strerror(-ret));
+		return ret;
+	}
+	c->bytes_written += p->written;
+	if (fsync(p->fd) < 0 && errno != EINVAL && errno != ENOTSUP) {
 		cr_error("fsync of 'task-%d/pages.img': %s", c->pid, strerror(errno));
 		return -errno;
 	}
 	return 0;
+}
+
+void dump_mm_free_pages(struct dump_ctx *c)
+{
+	struct page_pipe *p = c->pages;
+
+	if (!p)
+		return;
+	pp_join(p, true);
+	if (p->fd >= 0)
+		close(p->fd);
+	if (p->buf)
+		munmap(p->buf, p->cap);
+	free(p);
+	c->pages = NULL;
 }

@@ -25,10 +25,22 @@ struct dump_ctx {
 	uint64_t syscall_ip; /* a `syscall` instruction inside the target's [vdso] */
 	struct user_regs_struct regs;
 	uint64_t bytes_written;
+	struct page_pipe *pages; /* dump_mm.c: capture buffer and pages.img writer */
+	bool pages_spilled;	 /* the dump did not fit the buffer: written while frozen */
+	uint64_t pages_buffer;	 /* bytes of that buffer */
 };
 
 int dump_mm_collect(struct dump_ctx *c);
-int dump_mm_write_pages(struct dump_ctx *c);
+/*
+ * Pages: reserve (before the freeze: the capture buffer, sized from the target's RSS),
+ * capture (frozen: plan from pagemap, copy into the buffer; a writer thread streams
+ * pages.img meanwhile), finish (any time after: wait for the writer, fsync), free (always;
+ * stops the writer early on failure).
+ */
+int dump_mm_reserve(struct dump_ctx *c);
+int dump_mm_capture_pages(struct dump_ctx *c);
+int dump_mm_finish_pages(struct dump_ctx *c);
+void dump_mm_free_pages(struct dump_ctx *c);
 int dump_fds_collect(struct dump_ctx *c);
 int dump_fds_write_data(struct dump_ctx *c);
 

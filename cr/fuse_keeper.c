@@ -8,6 +8,7 @@
  * something else has to hold one. It is detached from the dumper's session and holds no other
  * fd (not even its cwd: it chdirs to "/"), so it pins nothing but the connections.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -27,7 +29,7 @@
 #include "cr/error.h"
 #include "cr/fuse_keeper.h"
 
-#define KEEPER_MAGIC "CKFKEEP1"
+#define KEEPER_MAGIC "CKFKEEP2"
 /* A taker restores a whole process between take and confirm: allow for a large one. */
 #define KEEPER_CONFIRM_TIMEOUT_S 300
 
@@ -38,7 +40,7 @@ enum keeper_op {
 };
 
 #define REQ_LEN	   (8 + FUSE_KEEPER_ID_LEN + 4)
-#define ANS_HDR	   (8 + 4 + 4)
+#define ANS_HDR	   (8 + 4 + 4 + 4)
 #define ANS_MAXLEN (ANS_HDR + FUSE_KEEPER_MAX_FDS * 8)
 
 void fuse_keeper_name(const uint8_t id[FUSE_KEEPER_ID_LEN], char *buf, size_t size)
@@ -88,6 +90,7 @@ struct keeper {
 	const int *fds;
 	const struct fuse_keeper_ent *ents;
 	uint32_t n;
+	uint32_t flags;
 	uint8_t id[FUSE_KEEPER_ID_LEN];
 };
 
@@ -110,6 +113,7 @@ static int keeper_answer(const struct keeper *k, int conn, uint32_t status, bool
 	memcpy(buf, KEEPER_MAGIC, 8);
 	le32_put(buf + 8, status);
 	le32_put(buf + 12, nr);
+	le32_put(buf + 16, status ? 0 : k->flags);
 	for (uint32_t i = 0; i < nr; i++) {
 		le32_put(buf + ANS_HDR + i * 8, (uint32_t)k->ents[i].fd);
 		le32_put(buf + ANS_HDR + i * 8 + 4, k->ents[i].conn);
@@ -230,6 +234,8 @@ static _Noreturn void keeper_main(struct keeper *k, int syncfd)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
+	/* A newer dump of the same connection retires us with SIGTERM (fuse_keeper_retire). */
+	signal(SIGTERM, SIG_DFL);
 	prctl(PR_SET_NAME, "ckptfs-keeper", 0, 0, 0);
 	if (chdir("/") < 0)
 		_exit(1);
@@ -265,9 +271,9 @@ static _Noreturn void keeper_main(struct keeper *k, int syncfd)
 }
 
 int fuse_keeper_start(const int *fds, const struct fuse_keeper_ent *ents, uint32_t n,
-		      uint8_t ret_id[FUSE_KEEPER_ID_LEN], pid_t *ret_pid)
+		      uint32_t flags, uint8_t ret_id[FUSE_KEEPER_ID_LEN], pid_t *ret_pid)
 {
-	struct keeper k = {.fds = fds, .ents = ents, .n = n};
+	struct keeper k = {.fds = fds, .ents = ents, .n = n, .flags = flags};
 	struct sockaddr_un sa;
 	int sync[2] = {-1, -1};
 	pid_t keeper = -1;
@@ -350,8 +356,8 @@ static int client_connect(const uint8_t id[FUSE_KEEPER_ID_LEN], uint32_t op, int
 }
 
 /* Receives one answer; fds (if any) into fds[]. Returns the keeper's status as -errno. */
-static int client_answer(int sock, uint32_t *ret_nr, struct fuse_keeper_ent *ents, int *fds,
-			 uint32_t *ret_nfds)
+static int client_answer(int sock, uint32_t *ret_nr, uint32_t *ret_flags,
+			 struct fuse_keeper_ent *ents, int *fds, uint32_t *ret_nfds)
 {
 	uint8_t buf[ANS_MAXLEN + 1];
 	union {
@@ -395,6 +401,8 @@ static int client_answer(int sock, uint32_t *ret_nr, struct fuse_keeper_ent *ent
 		ents[i].conn = le32_get(buf + ANS_HDR + i * 8 + 4);
 	}
 	*ret_nr = nr;
+	if (ret_flags)
+		*ret_flags = le32_get(buf + 16);
 	return 0;
 }
 
@@ -421,7 +429,7 @@ int fuse_keeper_take(const uint8_t id[FUSE_KEEPER_ID_LEN], struct fuse_keeper_ta
 	ret_code = client_connect(id, KEEPER_OP_TAKE, &tk->sock);
 	if (ret_code < 0)
 		goto fail;
-	ret_code = client_answer(tk->sock, &tk->nr, tk->ents, tk->fds, &nfds);
+	ret_code = client_answer(tk->sock, &tk->nr, &tk->flags, tk->ents, tk->fds, &nfds);
 	if (ret_code == 0 && nfds != tk->nr)
 		ret_code = -EBADMSG;
 	if (ret_code < 0) {
@@ -446,7 +454,7 @@ int fuse_keeper_confirm(struct fuse_keeper_take *tk)
 		uint8_t req[REQ_LEN];
 		put_req(req, tk->id, KEEPER_OP_CONFIRM);
 		if (send(tk->sock, req, sizeof(req), MSG_NOSIGNAL) == (ssize_t)sizeof(req))
-			ret = client_answer(tk->sock, &nr, NULL, NULL, NULL);
+			ret = client_answer(tk->sock, &nr, NULL, NULL, NULL, NULL);
 		else
 			ret = -errno;
 	}
@@ -454,17 +462,191 @@ int fuse_keeper_confirm(struct fuse_keeper_take *tk)
 	return ret;
 }
 
-int fuse_keeper_probe(const uint8_t id[FUSE_KEEPER_ID_LEN], uint32_t *ret_nr)
+int fuse_keeper_probe(const uint8_t id[FUSE_KEEPER_ID_LEN], uint32_t *ret_nr, uint32_t *ret_flags)
 {
 	int sock = -1;
-	uint32_t nr = 0;
+	uint32_t nr = 0, flags = 0;
 
 	int ret = client_connect(id, KEEPER_OP_PROBE, &sock);
 	if (ret < 0)
 		return ret;
-	ret = client_answer(sock, &nr, NULL, NULL, NULL);
+	ret = client_answer(sock, &nr, &flags, NULL, NULL, NULL);
 	close(sock);
 	if (ret == 0 && ret_nr)
 		*ret_nr = nr;
+	if (ret == 0 && ret_flags)
+		*ret_flags = flags;
 	return ret;
+}
+
+/* ---- finding and retiring keepers ---- */
+
+/* The "fuse_connection:" of fd (a name under /proc/PID/fd) of the process whose /proc
+ * directory is procfd, or 0. */
+static uint32_t fdinfo_conn_at(int procfd, const char *fd)
+{
+	char path[64], line[256];
+	unsigned int v = 0;
+
+	snprintf(path, sizeof(path), "fdinfo/%s", fd);
+	int ffd = openat(procfd, path, O_RDONLY | O_CLOEXEC);
+	if (ffd < 0)
+		return 0;
+	FILE *f = fdopen(ffd, "re");
+	if (!f) {
+		close(ffd);
+		return 0;
+	}
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "fuse_connection: %u", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* Whether the process of procfd has an fd on connection conn. Only fds that read back as
+ * "/dev/fuse" get their fdinfo read: readlink never reaches a FUSE daemon. */
+static bool proc_holds_conn(int procfd, uint32_t conn)
+{
+	char target[16];
+	struct dirent *de;
+	bool found = false;
+
+	int dfd = openat(procfd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return false;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return false;
+	}
+	while (!found && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		ssize_t n = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
+		if (n != (ssize_t)strlen("/dev/fuse") || memcmp(target, "/dev/fuse", (size_t)n))
+			continue;
+		found = fdinfo_conn_at(procfd, de->d_name) == conn;
+	}
+	closedir(d);
+	return found;
+}
+
+/* comm and real uid of the process of procfd. */
+static int proc_ident(int procfd, char comm[32], uid_t *ret_uid)
+{
+	char line[256];
+	unsigned int uid = 0;
+	bool have_uid = false;
+
+	int sfd = openat(procfd, "status", O_RDONLY | O_CLOEXEC);
+	if (sfd < 0)
+		return -errno;
+	FILE *f = fdopen(sfd, "re");
+	if (!f) {
+		close(sfd);
+		return -ENOMEM;
+	}
+	comm[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "Name:\t", 6)) {
+			size_t l = strcspn(line + 6, "\n");
+			l = l < 31 ? l : 31;
+			memcpy(comm, line + 6, l);
+			comm[l] = 0;
+		} else if (sscanf(line, "Uid: %u", &uid) == 1) {
+			have_uid = true;
+		}
+	}
+	fclose(f);
+	if (!have_uid)
+		return -EBADMSG;
+	*ret_uid = (uid_t)uid;
+	return 0;
+}
+
+int fuse_conn_holders(uint32_t conn, struct fuse_conn_holder *h, uint32_t cap, uint32_t *ret_n)
+{
+	struct dirent *de;
+	uint32_t n = 0;
+	pid_t self = getpid();
+
+	DIR *d = opendir("/proc");
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0 || pid == self)
+			continue;
+		_cleanup_close_ int procfd =
+			openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (procfd < 0 || !proc_holds_conn(procfd, conn))
+			continue;
+		char comm[32];
+		uid_t uid;
+		if (proc_ident(procfd, comm, &uid) < 0)
+			continue;
+		if (n < cap)
+			h[n] = (struct fuse_conn_holder){
+				.pid = (pid_t)pid,
+				.uid = uid,
+				.keeper = !strcmp(comm, "ckptfs-keeper"),
+			};
+		n++;
+	}
+	closedir(d);
+	*ret_n = n;
+	return 0;
+}
+
+bool fuse_pid_holds_conn(pid_t pid, uint32_t conn)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	_cleanup_close_ int procfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return procfd >= 0 && proc_holds_conn(procfd, conn);
+}
+
+/* Waits up to ms for the process of pidfd to exit; true if it did. */
+static bool pidfd_wait_exit(int pidfd, int ms)
+{
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+	int r;
+
+	while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
+		;
+	return r > 0;
+}
+
+int fuse_keeper_retire(pid_t pid, uint32_t conn)
+{
+	char path[32], comm[32];
+	uid_t uid;
+
+	_cleanup_close_ int pidfd = pidfd_open(pid, 0);
+	if (pidfd < 0)
+		return errno == ESRCH ? 0 : -errno;
+	/* Checked after the pidfd is open: if pid was reused meanwhile, /proc/pid is the new
+	 * process, which is not a keeper of conn, and the pidfd signals nobody else. */
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	_cleanup_close_ int procfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (procfd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	int ret = proc_ident(procfd, comm, &uid);
+	if (ret < 0)
+		return ret == -ENOENT || ret == -ESRCH ? 0 : ret;
+	if (strcmp(comm, "ckptfs-keeper") || !proc_holds_conn(procfd, conn))
+		return -ESRCH;
+	if (geteuid() != 0 && uid != geteuid())
+		return -EPERM;
+	if (pidfd_send_signal(pidfd, SIGTERM, NULL, 0) < 0)
+		return errno == ESRCH ? 0 : -errno;
+	if (pidfd_wait_exit(pidfd, FUSE_KEEPER_TIMEOUT_MS))
+		return 0;
+	/* SIGTERM is not caught by the keeper: if it is still there it is stuck, not busy. */
+	if (pidfd_send_signal(pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
+		return -errno;
+	return pidfd_wait_exit(pidfd, 1000) ? 0 : -ETIMEDOUT;
 }

@@ -27,7 +27,8 @@ int dump_fuse_inspect_fd(struct dump_ctx *c, struct cr_fd *f);
 int dump_fuse_check_mapping(struct dump_ctx *c, unsigned int maj, unsigned int min,
 			    const char *name, uint64_t start);
 /* After collection, before the image is written: resolves the served mounts, refuses a cwd or
- * root under them, and (unless leave_running) hands the connections to a new keeper. */
+ * root under them, hands the connections to a new keeper (a leave_running one too: it holds
+ * copies while the original serves) and retires the older keepers of those connections. */
 int dump_fuse_prepare(struct dump_ctx *c, bool leave_running);
 /* A dump that fails after dump_fuse_prepare: stop the keeper (the target keeps its fds). */
 void dump_fuse_abort(struct dump_ctx *c);
@@ -38,7 +39,9 @@ int restore_fuse_check(const struct cr_task *t);
  * the keeper into *tkp. */
 int restore_fuse_open(const struct cr_task *t, const struct cr_fd *f,
 		      struct fuse_keeper_take **tkp);
-/* The restored process pid runs and holds the fds: release the keeper. */
+/* The restored process pid runs and holds the fds: release the keeper. For a --leave-running
+ * image, first make the kernel resend the requests the dead original had read but not answered
+ * (the rolled-back daemon never saw them). */
 void restore_fuse_finish(struct fuse_keeper_take **tkp, pid_t pid);
 /* Restore failed: give nothing up, the keeper keeps the connections. */
 void restore_fuse_abandon(struct fuse_keeper_take **tkp);

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/prctl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -341,10 +342,142 @@ static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 	return 0;
 }
 
+/*
+ * pages.img is read by a reader thread in RP_CHUNK pieces into a ring of RP_SLOTS chunks
+ * while this thread fills the child from it, so a slow source (a FUSE daemon decompressing)
+ * and the copy into the child overlap. Image offset o sits at ring offset o % ring size.
+ */
+#define RP_CHUNK     (8u << 20)
+#define RP_SLOTS     4
+#define RP_IOV_BATCH 512
+
+struct page_reader {
+	int fd;
+	uint8_t *buf;
+	uint64_t total;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	/* Under lock: */
+	uint64_t read; /* bytes of pages.img in the ring */
+	uint64_t used; /* bytes the filler is done with */
+	int err;
+	bool stop;
+};
+
+static void *rp_reader(void *arg)
+{
+	struct page_reader *r = arg;
+	const uint64_t ring = (uint64_t)RP_CHUNK * RP_SLOTS;
+
+	pthread_mutex_lock(&r->lock);
+	while (r->read < r->total && !r->stop) {
+		if (r->read + RP_CHUNK - r->used > ring) {
+			pthread_cond_wait(&r->cond, &r->lock);
+			continue;
+		}
+		uint64_t at = r->read;
+		size_t n = (size_t)MIN((uint64_t)RP_CHUNK, r->total - at);
+		pthread_mutex_unlock(&r->lock);
+		int ret = pread_full(r->fd, r->buf + at % ring, n, at);
+		pthread_mutex_lock(&r->lock);
+		if (ret < 0) {
+			r->err = ret;
+			break;
+		}
+		r->read += n;
+		pthread_cond_broadcast(&r->cond);
+	}
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+/* Writes the ranges riov[0..nr), whose bytes are back to back at src, into the child. */
+static int rp_fill(struct restore_ctx *c, const uint8_t *src, const struct iovec *riov, int nr,
+		   size_t len)
+{
+	struct iovec local = {(void *)src, len};
+
+	if (process_vm_writev(c->pid, &local, 1, riov, (unsigned long)nr, 0) == (ssize_t)len)
+		return 0;
+	/* Read-only mappings refuse process_vm_writev; /proc/PID/mem writes through them. */
+	for (int i = 0; i < nr; i++) {
+		uint64_t va = (uint64_t)(uintptr_t)riov[i].iov_base;
+		int ret = mem_write(c->memfd, va, src, riov[i].iov_len);
+		if (ret < 0) {
+			cr_error("restoring pid %d: writing memory at %#" PRIx64 ": %s", c->pid,
+				 va, strerror(-ret));
+			return ret;
+		}
+		src += riov[i].iov_len;
+	}
+	return 0;
+}
+
+/* Waits until the ring holds image bytes up to end; returns the reader's error if any. */
+static int rp_wait(struct page_reader *r, uint64_t end)
+{
+	pthread_mutex_lock(&r->lock);
+	while (r->read < end && !r->err)
+		pthread_cond_wait(&r->cond, &r->lock);
+	int ret = r->read >= end ? 0 : r->err;
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+static void rp_release(struct page_reader *r, uint64_t used)
+{
+	pthread_mutex_lock(&r->lock);
+	r->used = used;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static int fill_pages(struct restore_ctx *c, struct page_reader *r, const char *path)
+{
+	const struct cr_task *t = c->t;
+	const uint64_t ring = (uint64_t)RP_CHUNK * RP_SLOTS;
+	struct iovec riov[RP_IOV_BATCH];
+	uint64_t pos = 0, batch_at = 0;
+	int nr = 0, ret;
+
+	for (uint64_t i = 0; i < t->nr_runs; i++) {
+		uint64_t va = t->runs[i].vaddr, left = t->runs[i].nr_pages * CR_PAGE_SIZE;
+		while (left) {
+			if (pos % RP_CHUNK == 0) {
+				ret = rp_wait(r, MIN(pos + RP_CHUNK, r->total));
+				if (ret < 0) {
+					cr_error("reading '%s' at offset %" PRIu64 ": %s", path, pos,
+						 ret == -EBADMSG ? "truncated" : strerror(-ret));
+					return ret;
+				}
+			}
+			size_t seg = (size_t)MIN(left, (uint64_t)(RP_CHUNK - pos % RP_CHUNK));
+			riov[nr++] = (struct iovec){(void *)(uintptr_t)va, seg};
+			pos += seg;
+			va += seg;
+			left -= seg;
+			if (pos % RP_CHUNK == 0 || nr == RP_IOV_BATCH || pos == r->total) {
+				ret = rp_fill(c, r->buf + batch_at % ring, riov, nr,
+					      (size_t)(pos - batch_at));
+				if (ret < 0)
+					return ret;
+				nr = 0;
+				batch_at = pos;
+				if (pos % RP_CHUNK == 0)
+					rp_release(r, pos);
+			}
+		}
+	}
+	return 0;
+}
+
 static int restore_pages(struct restore_ctx *c)
 {
 	struct cr_task *t = c->t;
 	char path[PATH_MAX];
+	struct page_reader r = {.total = t->pages_total * CR_PAGE_SIZE};
+	pthread_t thread;
 	int ret = 0;
 
 	snprintf(path, sizeof(path), "%s/task-%u/pages.img", c->dir, t->pid);
@@ -354,32 +487,27 @@ static int restore_pages(struct restore_ctx *c)
 		return -errno;
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	const size_t bufsz = 8u << 20;
-	_cleanup_free_ uint8_t *buf = malloc(bufsz);
-	if (!buf)
+	r.fd = fd;
+	r.buf = mmap(NULL, (size_t)RP_CHUNK * RP_SLOTS, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (r.buf == MAP_FAILED)
 		return -ENOMEM;
-	uint64_t off = 0;
-	for (uint64_t i = 0; i < t->nr_runs; i++) {
-		uint64_t va = t->runs[i].vaddr, left = t->runs[i].nr_pages * CR_PAGE_SIZE;
-		while (left) {
-			size_t n = (size_t)MIN((uint64_t)bufsz, left);
-			ret = pread_full(fd, buf, n, off);
-			if (ret < 0) {
-				cr_error("reading '%s' at offset %" PRIu64 ": %s", path, off,
-					 ret == -EBADMSG ? "truncated" : strerror(-ret));
-				return ret;
-			}
-			ret = mem_write(c->memfd, va, buf, n);
-			if (ret < 0) {
-				cr_error("restoring pid %d: writing memory at %#" PRIx64 ": %s",
-					 c->pid, va, strerror(-ret));
-				return ret;
-			}
-			off += n;
-			va += n;
-			left -= n;
-		}
+	pthread_mutex_init(&r.lock, NULL);
+	pthread_cond_init(&r.cond, NULL);
+	ret = -pthread_create(&thread, NULL, rp_reader, &r);
+	if (ret < 0) {
+		cr_error("cannot start the reader of '%s': %s", path, strerror(-ret));
+		goto out_unmap;
 	}
+	ret = fill_pages(c, &r, path);
+	pthread_mutex_lock(&r.lock);
+	r.stop = true;
+	pthread_cond_broadcast(&r.cond);
+	pthread_mutex_unlock(&r.lock);
+	pthread_join(thread, NULL);
+	if (ret < 0)
+		goto out_unmap;
+
 	/* Shared memory was mapped writable to be filled; give it its own protection back. */
 	for (uint32_t i = 0; i < t->nr_vmas; i++) {
 		const struct cr_vma *v = &t->vmas[i];
@@ -388,9 +516,13 @@ static int restore_pages(struct restore_ctx *c)
 		ret = inj(c, "mprotect", NULL, SYS_mprotect, v->start, v->end - v->start, v->prot,
 			  0, 0, 0);
 		if (ret < 0)
-			return ret;
+			goto out_unmap;
 	}
-	return 0;
+out_unmap:
+	pthread_cond_destroy(&r.cond);
+	pthread_mutex_destroy(&r.lock);
+	munmap(r.buf, (size_t)RP_CHUNK * RP_SLOTS);
+	return ret;
 }
 
 static int restore_mm_fields(struct restore_ctx *c)

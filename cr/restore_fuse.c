@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <linux/fuse.h>
+
 #include "common/log.h"
 #include "common/util.h"
 #include "cr/error.h"
@@ -40,50 +42,99 @@ static uint32_t fdinfo_conn(pid_t pid, int fd)
 	return v;
 }
 
+/* The first holder of conn that is not a keeper (and its pid), or 0. */
+static pid_t conn_server(const struct fuse_conn_holder *h, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (!h[i].keeper)
+			return h[i].pid;
+	return 0;
+}
+
+/* An image from before --leave-running dumps had keepers: nothing holds its connection. */
+static int check_unkept(const struct cr_task *t, const struct cr_fd *f)
+{
+	if (fuse_pid_holds_conn((pid_t)t->pid, f->fuse_conn)) {
+		cr_error(
+			"fd %d: FUSE connection %u of '%s' is still served by pid %u (the original; "
+			"this --leave-running image has no keeper): refusing to restore while it "
+			"runs",
+			f->fd, f->fuse_conn, f->fuse_mnt, t->pid);
+		return -EBUSY;
+	}
+	cr_error("fd %d: the image was dumped with --leave-running without a keeper and its daemon "
+		 "is gone: FUSE connection %u of '%s' cannot be recovered",
+		 f->fd, f->fuse_conn, f->fuse_mnt);
+	return -ENOTCONN;
+}
+
+static int check_one(const struct cr_task *t, const struct cr_fd *f)
+{
+	struct fuse_conn_holder h[16];
+	uint32_t n = 0, flags = 0;
+
+	if (!f->fuse_keeper_pid)
+		return check_unkept(t, f);
+	int probe = fuse_keeper_probe(f->fuse_keeper_id, NULL, &flags);
+	int ret = fuse_conn_holders(f->fuse_conn, h, 16, &n);
+	if (ret < 0) {
+		cr_error("FUSE connection %u of '%s': cannot scan /proc for its holders: %s",
+			 f->fuse_conn, f->fuse_mnt, strerror(-ret));
+		return ret;
+	}
+	n = n < 16 ? n : 16;
+	pid_t server = conn_server(h, n);
+	if (probe == 0) {
+		/* Never two readers: whoever serves the connection now (the original of a
+		 * --leave-running dump, or anyone it passed the fd to) must be gone first. */
+		if (server) {
+			cr_error("FUSE connection %u of '%s' is still served by pid %d%s; stop it "
+				 "first (restoring this image now would put a second daemon on the "
+				 "connection); the image is left intact",
+				 f->fuse_conn, f->fuse_mnt, server,
+				 server == (pid_t)t->pid ? " (the original)" : "");
+			return -EBUSY;
+		}
+		return 0;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (h[i].keeper) {
+			cr_error(
+				"the keeper (pid %u) of FUSE mount '%s' (connection %u) is gone: "
+				"this image was superseded by a newer checkpoint, whose keeper pid %d "
+				"holds the connection now; restore the newest image",
+				f->fuse_keeper_pid, f->fuse_mnt, f->fuse_conn, h[i].pid);
+			return -ESTALE;
+		}
+	if (server && server == (pid_t)t->pid) {
+		cr_error("FUSE connection %u of '%s' was already handed to the restored pid %u and "
+			 "its keeper is gone: refusing to restore this image twice",
+			 f->fuse_conn, f->fuse_mnt, t->pid);
+		return -EALREADY;
+	}
+	if (probe == -ECONNREFUSED || probe == -ENOENT) {
+		cr_error("the keeper (pid %u) of FUSE mount '%s' (connection %u) is gone: that "
+			 "mount can no longer be recovered from this image%s; the image is left "
+			 "intact",
+			 f->fuse_keeper_pid, f->fuse_mnt, f->fuse_conn,
+			 server ? " (another process serves it)"
+				: " (release it with 'umount -l')");
+		return -ENOTCONN;
+	}
+	cr_error("the keeper (pid %u) of FUSE mount '%s' does not answer: %s", f->fuse_keeper_pid,
+		 f->fuse_mnt, strerror(-probe));
+	return probe;
+}
+
 int restore_fuse_check(const struct cr_task *t)
 {
 	for (uint32_t i = 0; i < t->nr_fds; i++) {
 		const struct cr_fd *f = &t->fds[i];
 		if (f->kind != CR_FD_FUSE || f->dup_of != -1)
 			continue;
-		bool held_by_pid = fdinfo_conn((pid_t)t->pid, f->fd) == f->fuse_conn;
-		if (!f->fuse_keeper_pid) {
-			if (held_by_pid) {
-				cr_error(
-					"fd %d: FUSE connection %u of '%s' is still served by the "
-					"original pid %u (the image was dumped with "
-					"--leave-running, no keeper holds it): refusing to restore "
-					"while it runs",
-					f->fd, f->fuse_conn, f->fuse_mnt, t->pid);
-				return -EBUSY;
-			}
-			cr_error(
-				"fd %d: the image was dumped with --leave-running and its daemon is "
-				"gone: FUSE connection %u of '%s' cannot be recovered",
-				f->fd, f->fuse_conn, f->fuse_mnt);
-			return -ENOTCONN;
-		}
-		int ret = fuse_keeper_probe(f->fuse_keeper_id, NULL);
-		if (ret == 0)
-			continue;
-		if (held_by_pid) {
-			cr_error(
-				"FUSE connection %u of '%s' was already handed to the restored pid "
-				"%u: refusing to restore this image twice",
-				f->fuse_conn, f->fuse_mnt, t->pid);
-			return -EALREADY;
-		}
-		if (ret == -ECONNREFUSED || ret == -ENOENT) {
-			cr_error(
-				"the keeper (pid %u) of FUSE mount '%s' (connection %u) is gone: that "
-				"mount can no longer be recovered (release it with 'umount -l %s'); "
-				"the image is left intact",
-				f->fuse_keeper_pid, f->fuse_mnt, f->fuse_conn, f->fuse_mnt);
-			return -ENOTCONN;
-		}
-		cr_error("the keeper (pid %u) of FUSE mount '%s' does not answer: %s",
-			 f->fuse_keeper_pid, f->fuse_mnt, strerror(-ret));
-		return ret;
+		int ret = check_one(t, f);
+		if (ret < 0)
+			return ret;
 	}
 	return 0;
 }
@@ -149,12 +200,55 @@ int restore_fuse_open(const struct cr_task *t, const struct cr_fd *f, struct fus
 	return -EBADMSG;
 }
 
+/*
+ * FUSE_NOTIFY_RESEND (Linux 6.9): the kernel puts every request that was read from the
+ * connection but not answered back into its input queue (with FUSE_UNIQUE_RESEND set in the
+ * unique), to be read again. Our uapi headers may predate it, hence the number.
+ */
+#define NOTIFY_RESEND 7
+
+static int conn_resend(int fd)
+{
+	struct fuse_out_header oh = {.len = sizeof(oh), .error = NOTIFY_RESEND, .unique = 0};
+
+	if (write(fd, &oh, sizeof(oh)) != (ssize_t)sizeof(oh))
+		return -errno;
+	return 0;
+}
+
+/*
+ * A --leave-running image is restored after its original died: requests the original had read
+ * and not answered are still "being processed" in the open file the keeper held, and the
+ * rolled-back daemon never saw them, so their clients would wait forever. Resending them makes
+ * the restored daemon answer them. (Not for a plain dump: there the daemon's memory holds the
+ * request it had read, and it answers it itself.)
+ */
+static void resend_unanswered(const struct fuse_keeper_take *tk, pid_t pid)
+{
+	for (uint32_t i = 0; i < tk->nr; i++) {
+		bool seen = false;
+		for (uint32_t j = 0; j < i; j++)
+			seen = seen || tk->ents[j].conn == tk->ents[i].conn;
+		if (seen)
+			continue;
+		int ret = conn_resend(tk->fds[i]);
+		if (ret < 0)
+			log_warn(
+				"restored pid %d: FUSE connection %u: cannot have the requests its "
+				"original left unanswered resent (needs Linux 6.9): %s; their clients "
+				"wait until the mount is aborted",
+				pid, tk->ents[i].conn, strerror(-ret));
+	}
+}
+
 void restore_fuse_finish(struct fuse_keeper_take **tkp, pid_t pid)
 {
 	struct fuse_keeper_take *tk = TAKE_PTR(*tkp);
 
 	if (!tk)
 		return;
+	if (tk->flags & FUSE_KEEPER_F_LEAVE_RUNNING)
+		resend_unanswered(tk, pid);
 	int ret = fuse_keeper_confirm(tk);
 	/* The restored daemon holds the connection whatever the keeper does now. */
 	if (ret < 0)
@@ -171,7 +265,7 @@ void restore_fuse_abandon(struct fuse_keeper_take **tkp)
 void fuse_cr_describe(const struct cr_fd *f, FILE *out)
 {
 	char name[64];
-	uint32_t nr = 0;
+	uint32_t nr = 0, flags = 0;
 
 	if (f->kind != CR_FD_FUSE)
 		return;
@@ -180,11 +274,14 @@ void fuse_cr_describe(const struct cr_fd *f, FILE *out)
 	if (f->dup_of != -1)
 		return;
 	if (!f->fuse_keeper_pid) {
-		fprintf(out, " not kept (--leave-running)");
+		fprintf(out, " not kept (--leave-running, no keeper)");
 		return;
 	}
 	fuse_keeper_name(f->fuse_keeper_id, name, sizeof(name));
-	int ret = fuse_keeper_probe(f->fuse_keeper_id, &nr);
+	int ret = fuse_keeper_probe(f->fuse_keeper_id, &nr, &flags);
 	fprintf(out, " keeper pid %u @%s: %s", f->fuse_keeper_pid, name,
-		ret == 0 ? "holding" : "gone (handed over or lost)");
+		ret < 0				      ? "gone (handed over, superseded or lost)"
+		: flags & FUSE_KEEPER_F_LEAVE_RUNNING ? "kept (leave-running: restorable after the "
+							"original stops)"
+						      : "holding");
 }

@@ -72,9 +72,16 @@ int cmd_dump(int argc, char **argv)
 		return 1;
 	}
 	fprintf(stderr,
-		"ckptfs dump: pid %d frozen for %.3f ms, %llu bytes written (%llu pages) to '%s'%s\n",
-		o.pid, (double)st.frozen_ns / 1e6, (unsigned long long)st.bytes_written,
+		"ckptfs dump: pid %d frozen for %.3f ms (state read in %.3f ms), total %.3f ms, "
+		"%llu bytes written (%llu pages) to '%s'%s\n",
+		o.pid, (double)st.frozen_ns / 1e6, (double)st.capture_ns / 1e6,
+		(double)st.total_ns / 1e6, (unsigned long long)st.bytes_written,
 		(unsigned long long)st.pages, o.dir,
 		o.leave_running ? ", left running" : ", killed");
+	if (st.pages_spilled)
+		fprintf(stderr,
+			"ckptfs dump: memory exceeded the %llu MiB capture buffer: pages were "
+			"written while frozen\n",
+			(unsigned long long)(st.buffer_bytes >> 20));
 	return 0;
 }

@@ -45,13 +45,22 @@ CR_EXIT_HOOK='rm -rf "$shm"'
 trap 'cr_rc=$?; [ "$cr_rc" -ne 0 ] && { echo "--- memhog log:"; tail -5 "$log"; } >&2; cr_cleanup $cr_rc' EXIT
 
 now() { date +%s.%N; }
-declare -A T FROZEN BYTES
+declare -A T FROZEN CAPTURE TOTAL BYTES DCPU
+
+# CPU seconds the ckptfs daemon has used so far (0 before it runs).
+daemon_cpu() {
+	local f
+	[ -n "${CR_MOUNT_PID:-}" ] && read -ra f <"/proc/$CR_MOUNT_PID/stat" 2>/dev/null || { echo 0; return; }
+	# utime and stime are fields 14 and 15; comm has no spaces here.
+	echo "(${f[13]} + ${f[14]}) / $(getconf CLK_TCK)" | bc -l
+}
 
 # bench_dump KEY DIR [--leave-running]: time one dump, keep its frozen time and size.
 bench_dump() {
-	local key=$1 dir=$2 t0 t1 line
+	local key=$1 dir=$2 t0 t1 line c0
 	shift 2
 	sync
+	c0=$(daemon_cpu)
 	t0=$(now)
 	"$CKPTFS" dump --pid "$pid" "$@" "$dir" 2>"$CR_TMP/dump.err" || {
 		cat "$CR_TMP/dump.err"
@@ -60,16 +69,21 @@ bench_dump() {
 	t1=$(now)
 	line=$(cat "$CR_TMP/dump.err")
 	T[$key]=$(echo "$t1 - $t0" | bc -l)
+	DCPU[$key]=$(printf '%.2f' "$(echo "$(daemon_cpu) - $c0" | bc -l)")
 	FROZEN[$key]=$(echo "$line" | sed -n 's/.*frozen for \([0-9.]*\) ms.*/\1/p')
+	CAPTURE[$key]=$(echo "$line" | sed -n 's/.*state read in \([0-9.]*\) ms.*/\1/p')
+	TOTAL[$key]=$(echo "$line" | sed -n 's/.*total \([0-9.]*\) ms.*/\1/p')
 	BYTES[$key]=$(echo "$line" | sed -n 's/.*, \([0-9]*\) bytes written.*/\1/p')
-	cr_log "dump $key: ${T[$key]} s, frozen ${FROZEN[$key]} ms, ${BYTES[$key]} bytes"
+	grep -q 'capture buffer' "$CR_TMP/dump.err" && cr_log "$(grep 'capture buffer' "$CR_TMP/dump.err")"
+	cr_log "dump $key: ${T[$key]} s, frozen ${FROZEN[$key]} ms, total ${TOTAL[$key]} ms, ${BYTES[$key]} bytes, daemon CPU ${DCPU[$key]} s"
 }
 
 # bench_restore KEY DIR: time restore --detach until the process answers SIGUSR2, then let it
 # check all of its memory (SIGTERM) and wait for its verdict.
 bench_restore() {
-	local key=$1 dir=$2 t0 t1 pongs i st
+	local key=$1 dir=$2 t0 t1 pongs i st c0
 	pongs=$(grep -c '^PONG$' "$log")
+	c0=$(daemon_cpu)
 	t0=$(now)
 	"$CKPTFS" restore --detach --pidfile "$CR_TMP/pid" "$dir" || cr_fail "restore $key failed"
 	cr_track "$pid"
@@ -80,7 +94,8 @@ bench_restore() {
 	done
 	t1=$(now)
 	T[$key]=$(echo "$t1 - $t0" | bc -l)
-	cr_log "restore $key: ${T[$key]} s"
+	DCPU[$key]=$(printf '%.2f' "$(echo "$(daemon_cpu) - $c0" | bc -l)")
+	cr_log "restore $key: ${T[$key]} s, daemon CPU ${DCPU[$key]} s"
 	kill -TERM "$pid"
 	cr_wait_gone "$pid" 120 || cr_fail "restored process ($key) did not finish its memory check"
 	st=$(cr_reaped_status "$pid")
@@ -123,10 +138,14 @@ BYTES[mount-restore]=$restore_bytes
 echo
 echo "C/R benchmark: cr_memhog, $mib MiB realistic memory, 3% changed before the second dumps"
 echo "tmpfs dir and store both on tmpfs; page cache dropped before the mount restore: $dropped"
-printf '%-22s %9s %8s %11s %14s\n' "step" "time s" "GB/s" "frozen ms" "image bytes"
+printf '%-16s %8s %7s %10s %10s %10s %12s %11s\n' "step" "time s" "GB/s" "frozen ms" \
+	"read ms" "total ms" "image bytes" "daemon CPU"
 for k in tmpfs-full mount-full tmpfs-incr mount-incr tmpfs-restore mount-restore; do
-	printf '%-22s %9.3f %8s %11s %14s\n' "$k" "${T[$k]}" "$(gbps "$k")" "${FROZEN[$k]:--}" "${BYTES[$k]:--}"
+	printf '%-16s %8.3f %7s %10s %10s %10s %12s %11s\n' "$k" "${T[$k]}" "$(gbps "$k")" \
+		"${FROZEN[$k]:--}" "${CAPTURE[$k]:--}" "${TOTAL[$k]:--}" "${BYTES[$k]:--}" "${DCPU[$k]:--}"
 done
+echo "(frozen: until the target runs again (--leave-running) or is killed after its image is"
+echo " durable (the last dump); read: until all its state was copied; time: the whole command)"
 r_full=$(ratio tmpfs-full mount-full)
 r_incr=$(ratio tmpfs-incr mount-incr)
 r_rest=$(ratio tmpfs-restore mount-restore)

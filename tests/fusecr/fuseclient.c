@@ -8,6 +8,10 @@
  *   fuseclient ro MNT STOP REFDIR      every regular file of REFDIR reads back byte-exact
  *   fuseclient rw MNT STOP TAG [N]     creates, writes and reads back files TAG-<i> (at most N),
  *                                      verifying all of them at the end
+ *   fuseclient rollback MNT STOP       testfs rolled back to a checkpoint (a --leave-running
+ *                                      image restored after the original died): /counter
+ *                                      strictly increases except for at most one step back;
+ *                                      prints "rollback_from=X rollback_to=Y" for it
  *
  * Prints "ops=N errors=E max_wait_ms=X" and exits 0 only if E == 0 and N > 0. Every failure
  * is printed with its errno text (an ENOTCONN or EIO there is exactly what must not happen).
@@ -166,6 +170,39 @@ static int run_rw(const char *mnt, const char *stop, const char *tag, unsigned l
 	return 0;
 }
 
+/* The counter may go back once (to the checkpoint's value), never repeat or go back twice. */
+static int run_rollback(const char *mnt, const char *stop)
+{
+	char path[4096], buf[64];
+	unsigned long long last = 0, from = 0, to = 0;
+	unsigned int rollbacks = 0;
+
+	snprintf(path, sizeof(path), "%s/counter", mnt);
+	while (access(stop, F_OK) != 0 && errors < 10) {
+		long l = read_file(path, buf, sizeof(buf) - 1);
+		if (l < 0) {
+			fail("reading", path, (int)-l);
+			continue;
+		}
+		buf[l] = 0;
+		unsigned long long v = strtoull(buf, NULL, 10);
+		if (v < last && rollbacks == 0) {
+			rollbacks++;
+			from = last;
+			to = v;
+		} else if (v <= last) {
+			fprintf(stderr, "fuseclient: counter went from %llu to %llu%s\n", last, v,
+				rollbacks ? " after a rollback" : "");
+			errors++;
+		}
+		last = v;
+		usleep(2000);
+	}
+	printf("counter=%llu rollbacks=%u rollback_from=%llu rollback_to=%llu ", last, rollbacks,
+	       from, to);
+	return 0;
+}
+
 struct ref {
 	char name[256];
 	char *data;
@@ -230,7 +267,8 @@ static int run_ro(const char *mnt, const char *stop, const char *refdir)
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: fuseclient counter|ro|rw MNT STOP [REFDIR|TAG [N]]\n");
+		fprintf(stderr,
+			"usage: fuseclient counter|rollback|ro|rw MNT STOP [REFDIR|TAG [N]]\n");
 		return 2;
 	}
 	const char *mode = argv[1], *mnt = argv[2], *stop = argv[3];
@@ -239,6 +277,8 @@ int main(int argc, char **argv)
 		char tag[64];
 		snprintf(tag, sizeof(tag), "c%d", getpid());
 		run_rw(mnt, stop, tag, 2000, true);
+	} else if (!strcmp(mode, "rollback")) {
+		run_rollback(mnt, stop);
 	} else if (!strcmp(mode, "ro") && argc == 5) {
 		run_ro(mnt, stop, argv[4]);
 	} else if (!strcmp(mode, "rw") && argc >= 5) {
