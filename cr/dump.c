@@ -644,7 +644,8 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 	ret = dump_mm_capture_pages(&c);
 	if (ret < 0)
 		goto out;
-	/* Pipe buffers and unlinked files' contents are read from the live objects: while frozen. */
+	/* Pipe buffers and unlinked files' contents are read from the live objects: while frozen.
+	 */
 	ret = dump_fds_write_data(&c);
 	if (ret < 0)
 		goto out;

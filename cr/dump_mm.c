@@ -252,18 +252,23 @@ out:
 /*
  * Pages leave the target in two steps so that it is frozen only while they are read: a plan
  * (pagemap: which pages, as t->runs) and a capture that copies them into a buffer in the
- * dumper, from which a writer thread streams pages.img. The buffer is a ring of PP_CHUNK
- * pieces. When the whole dump fits (the normal case) the capture never waits for the writer
+ * dumper, from which writer threads stream pages.img. The buffer is a ring of PP_CHUNK
+ * pieces. When the whole dump fits (the normal case) the capture never waits for the writers
  * and the target is released as soon as it is read; a dump larger than the bound has to wait
- * for the writer, so its target stays frozen while all but the last ring's worth is written.
- * The writer issues PP_CHUNK-sized writes at PP_CHUNK-aligned offsets (the store dedups
- * aligned chunks and a FUSE mount takes them in max_write pieces without read-modify-write),
- * and it starts with the first chunk, so the daemon compresses while the capture goes on.
+ * for them, so its target stays frozen while all but the last ring's worth is written.
+ * Writes are PP_CHUNK-sized at PP_CHUNK-aligned offsets (the store dedups aligned chunks and
+ * a FUSE mount receives them as whole max_write pieces, never a partial page to merge), and
+ * they start with the first chunk, so the daemon compresses while the capture goes on.
+ * Writers may finish out of order: `written` is the prefix below every write in flight, and
+ * only that part of the ring is reused.
  */
 
 #define PP_CHUNK     (8u << 20)
 #define PP_MAX	     (4ULL << 30) /* buffer bound, and at most half of MemAvailable */
 #define PP_IOV_BATCH 512
+/* Writers in parallel: a FUSE daemon serves requests on several threads, and one synchronous
+ * writer leaves it waiting on each round trip. */
+#define PP_WRITERS 2
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -276,15 +281,19 @@ struct page_pipe {
 	size_t cap;	/* ring size, a multiple of PP_CHUNK */
 	uint64_t bound; /* largest buffer this dump may use */
 	uint64_t total; /* bytes of pages.img */
-	pthread_t thread;
-	bool running;
+	pthread_t threads[PP_WRITERS];
+	unsigned int nr_threads;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	/* Under lock: */
-	uint64_t filled;  /* bytes captured into the ring */
-	uint64_t written; /* bytes written out of it */
-	int err;	  /* first write error */
+	uint64_t filled;	       /* bytes captured into the ring */
+	uint64_t claimed;	       /* bytes handed to writers */
+	uint64_t inflight[PP_WRITERS]; /* offset each writer is at, UINT64_MAX when idle */
+	uint64_t written;	       /* every byte below this is written: ring space is free */
+	uint64_t done;		       /* bytes written in all */
+	int err;		       /* first write error */
 	bool stop;
+	bool locks_ready;
 };
 
 static uint64_t round_up(uint64_t v, uint64_t to)
@@ -344,26 +353,46 @@ int dump_mm_reserve(struct dump_ctx *c)
 	return 0;
 }
 
+struct pp_writer_arg {
+	struct page_pipe *p;
+	unsigned int idx;
+};
+
+static void pp_update_written(struct page_pipe *p)
+{
+	uint64_t w = p->claimed;
+	for (unsigned int i = 0; i < PP_WRITERS; i++)
+		w = MIN(w, p->inflight[i]);
+	p->written = w;
+}
+
 static void *pp_writer(void *arg)
 {
-	struct page_pipe *p = arg;
+	struct page_pipe *p = ((struct pp_writer_arg *)arg)->p;
+	unsigned int me = ((struct pp_writer_arg *)arg)->idx;
 
+	free(arg);
 	pthread_mutex_lock(&p->lock);
-	while (p->written < p->total && !p->stop) {
-		if (p->filled == p->written) {
+	while (p->claimed < p->total && !p->stop && !p->err) {
+		if (p->filled == p->claimed) {
 			pthread_cond_wait(&p->cond, &p->lock);
 			continue;
 		}
-		uint64_t at = p->written;
+		uint64_t at = p->claimed;
 		size_t n = (size_t)MIN(p->filled - at, (uint64_t)(PP_CHUNK - at % PP_CHUNK));
+		p->claimed += n;
+		p->inflight[me] = at;
 		pthread_mutex_unlock(&p->lock);
 		int ret = pwrite_full(p->fd, p->buf + at % p->cap, n, at);
 		pthread_mutex_lock(&p->lock);
+		p->inflight[me] = UINT64_MAX;
 		if (ret < 0) {
-			p->err = ret;
+			if (!p->err)
+				p->err = ret;
 			break;
 		}
-		p->written += n;
+		p->done += n;
+		pp_update_written(p);
 		pthread_cond_broadcast(&p->cond);
 	}
 	pthread_cond_broadcast(&p->cond);
@@ -608,14 +637,21 @@ int dump_mm_capture_pages(struct dump_ctx *c)
 	}
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
-	ret = -pthread_create(&p->thread, NULL, pp_writer, p);
-	if (ret < 0) {
-		pthread_cond_destroy(&p->cond);
-		pthread_mutex_destroy(&p->lock);
-		cr_error("pid %d: cannot start the page writer: %s", c->pid, strerror(-ret));
-		return ret;
+	p->locks_ready = true;
+	for (unsigned int i = 0; i < PP_WRITERS; i++) {
+		struct pp_writer_arg *wa = malloc(sizeof(*wa));
+		p->inflight[i] = UINT64_MAX;
+		if (!wa)
+			return -ENOMEM;
+		*wa = (struct pp_writer_arg){p, i};
+		ret = -pthread_create(&p->threads[p->nr_threads], NULL, pp_writer, wa);
+		if (ret < 0) {
+			free(wa);
+			cr_error("pid %d: cannot start a page writer: %s", c->pid, strerror(-ret));
+			return ret;
+		}
+		p->nr_threads++;
 	}
-	p->running = true;
 
 	uint64_t pos = 0, batch_at = 0;
 	for (uint64_t r = 0; r < t->nr_runs; r++) {
@@ -657,10 +693,10 @@ out_write_error:
 	return ret;
 }
 
-/* Stops the writer (at once if abort) and returns its error. */
+/* Stops the writers (at once if abort) and returns their error. */
 static int pp_join(struct page_pipe *p, bool abort)
 {
-	if (!p->running)
+	if (!p->locks_ready)
 		return 0;
 	if (abort) {
 		pthread_mutex_lock(&p->lock);
@@ -668,8 +704,10 @@ static int pp_join(struct page_pipe *p, bool abort)
 		pthread_cond_broadcast(&p->cond);
 		pthread_mutex_unlock(&p->lock);
 	}
-	pthread_join(p->thread, NULL);
-	p->running = false;
+	for (unsigned int i = 0; i < p->nr_threads; i++)
+		pthread_join(p->threads[i], NULL);
+	p->nr_threads = 0;
+	p->locks_ready = false;
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
 	return p->err;
@@ -684,7 +722,8 @@ int dump_mm_finish_pages(struct dump_ctx *c)
 		cr_error("writing 'task-%d/pages.img': %s", c->pid, strerror(-ret));
 		return ret;
 	}
-	c->bytes_written += p->written;
+	assert(p->done == p->total);
+	c->bytes_written += p->done;
 	if (fsync(p->fd) < 0 && errno != EINVAL && errno != ENOTSUP) {
 		cr_error("fsync of 'task-%d/pages.img': %s", c->pid, strerror(errno));
 		return -errno;

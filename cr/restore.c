@@ -343,13 +343,15 @@ static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 }
 
 /*
- * pages.img is read by a reader thread in RP_CHUNK pieces into a ring of RP_SLOTS chunks
+ * pages.img is read by reader threads in RP_CHUNK pieces into a ring of RP_SLOTS chunks
  * while this thread fills the child from it, so a slow source (a FUSE daemon decompressing)
  * and the copy into the child overlap. Image offset o sits at ring offset o % ring size.
  */
 #define RP_CHUNK     (8u << 20)
 #define RP_SLOTS     4
 #define RP_IOV_BATCH 512
+/* Readers in parallel: a FUSE daemon decompresses on several threads if asked in parallel. */
+#define RP_READERS 2
 
 struct page_reader {
 	int fd;
@@ -358,33 +360,48 @@ struct page_reader {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	/* Under lock: */
-	uint64_t read; /* bytes of pages.img in the ring */
-	uint64_t used; /* bytes the filler is done with */
+	uint64_t claimed;	       /* bytes handed to readers */
+	uint64_t inflight[RP_READERS]; /* offset each reader is at, UINT64_MAX when idle */
+	uint64_t read;		       /* every byte below this is in the ring */
+	uint64_t used;		       /* bytes the filler is done with */
 	int err;
 	bool stop;
 };
 
+struct rp_reader_arg {
+	struct page_reader *r;
+	unsigned int idx;
+};
+
 static void *rp_reader(void *arg)
 {
-	struct page_reader *r = arg;
+	struct page_reader *r = ((struct rp_reader_arg *)arg)->r;
+	unsigned int me = ((struct rp_reader_arg *)arg)->idx;
 	const uint64_t ring = (uint64_t)RP_CHUNK * RP_SLOTS;
 
 	pthread_mutex_lock(&r->lock);
-	while (r->read < r->total && !r->stop) {
-		if (r->read + RP_CHUNK - r->used > ring) {
+	while (r->claimed < r->total && !r->stop && !r->err) {
+		if (r->claimed + RP_CHUNK - r->used > ring) {
 			pthread_cond_wait(&r->cond, &r->lock);
 			continue;
 		}
-		uint64_t at = r->read;
+		uint64_t at = r->claimed;
 		size_t n = (size_t)MIN((uint64_t)RP_CHUNK, r->total - at);
+		r->claimed += n;
+		r->inflight[me] = at;
 		pthread_mutex_unlock(&r->lock);
 		int ret = pread_full(r->fd, r->buf + at % ring, n, at);
 		pthread_mutex_lock(&r->lock);
+		r->inflight[me] = UINT64_MAX;
 		if (ret < 0) {
-			r->err = ret;
+			if (!r->err)
+				r->err = ret;
 			break;
 		}
-		r->read += n;
+		uint64_t prefix = r->claimed;
+		for (unsigned int i = 0; i < RP_READERS; i++)
+			prefix = MIN(prefix, r->inflight[i]);
+		r->read = prefix;
 		pthread_cond_broadcast(&r->cond);
 	}
 	pthread_cond_broadcast(&r->cond);
@@ -405,8 +422,8 @@ static int rp_fill(struct restore_ctx *c, const uint8_t *src, const struct iovec
 		uint64_t va = (uint64_t)(uintptr_t)riov[i].iov_base;
 		int ret = mem_write(c->memfd, va, src, riov[i].iov_len);
 		if (ret < 0) {
-			cr_error("restoring pid %d: writing memory at %#" PRIx64 ": %s", c->pid,
-				 va, strerror(-ret));
+			cr_error("restoring pid %d: writing memory at %#" PRIx64 ": %s", c->pid, va,
+				 strerror(-ret));
 			return ret;
 		}
 		src += riov[i].iov_len;
@@ -447,7 +464,8 @@ static int fill_pages(struct restore_ctx *c, struct page_reader *r, const char *
 			if (pos % RP_CHUNK == 0) {
 				ret = rp_wait(r, MIN(pos + RP_CHUNK, r->total));
 				if (ret < 0) {
-					cr_error("reading '%s' at offset %" PRIu64 ": %s", path, pos,
+					cr_error("reading '%s' at offset %" PRIu64 ": %s", path,
+						 pos,
 						 ret == -EBADMSG ? "truncated" : strerror(-ret));
 					return ret;
 				}
@@ -477,7 +495,7 @@ static int restore_pages(struct restore_ctx *c)
 	struct cr_task *t = c->t;
 	char path[PATH_MAX];
 	struct page_reader r = {.total = t->pages_total * CR_PAGE_SIZE};
-	pthread_t thread;
+	pthread_t threads[RP_READERS];
 	int ret = 0;
 
 	snprintf(path, sizeof(path), "%s/task-%u/pages.img", c->dir, t->pid);
@@ -494,17 +512,26 @@ static int restore_pages(struct restore_ctx *c)
 		return -ENOMEM;
 	pthread_mutex_init(&r.lock, NULL);
 	pthread_cond_init(&r.cond, NULL);
-	ret = -pthread_create(&thread, NULL, rp_reader, &r);
-	if (ret < 0) {
-		cr_error("cannot start the reader of '%s': %s", path, strerror(-ret));
-		goto out_unmap;
+	struct rp_reader_arg args[RP_READERS];
+	unsigned int started = 0;
+	for (unsigned int i = 0; i < RP_READERS; i++)
+		r.inflight[i] = UINT64_MAX;
+	for (; started < RP_READERS; started++) {
+		args[started] = (struct rp_reader_arg){&r, started};
+		ret = -pthread_create(&threads[started], NULL, rp_reader, &args[started]);
+		if (ret < 0) {
+			cr_error("cannot start a reader of '%s': %s", path, strerror(-ret));
+			break;
+		}
 	}
-	ret = fill_pages(c, &r, path);
+	if (ret == 0)
+		ret = fill_pages(c, &r, path);
 	pthread_mutex_lock(&r.lock);
 	r.stop = true;
 	pthread_cond_broadcast(&r.cond);
 	pthread_mutex_unlock(&r.lock);
-	pthread_join(thread, NULL);
+	for (unsigned int i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
 	if (ret < 0)
 		goto out_unmap;
 

@@ -42,13 +42,19 @@ static uint32_t fdinfo_conn(pid_t pid, int fd)
 	return v;
 }
 
-/* The first holder of conn that is not a keeper (and its pid), or 0. */
-static pid_t conn_server(const struct fuse_conn_holder *h, uint32_t n)
+/* A holder of the connection that is not a keeper, preferably the original pid, or 0. */
+static pid_t conn_server(const struct fuse_conn_holder *h, uint32_t n, pid_t original)
 {
-	for (uint32_t i = 0; i < n; i++)
-		if (!h[i].keeper)
-			return h[i].pid;
-	return 0;
+	pid_t any = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (h[i].keeper)
+			continue;
+		if (h[i].pid == original)
+			return original;
+		any = any ? any : h[i].pid;
+	}
+	return any;
 }
 
 /* An image from before --leave-running dumps had keepers: nothing holds its connection. */
@@ -71,11 +77,11 @@ static int check_unkept(const struct cr_task *t, const struct cr_fd *f)
 static int check_one(const struct cr_task *t, const struct cr_fd *f)
 {
 	struct fuse_conn_holder h[16];
-	uint32_t n = 0, flags = 0;
+	uint32_t n = 0;
 
 	if (!f->fuse_keeper_pid)
 		return check_unkept(t, f);
-	int probe = fuse_keeper_probe(f->fuse_keeper_id, NULL, &flags);
+	int probe = fuse_keeper_probe(f->fuse_keeper_id, NULL, NULL);
 	int ret = fuse_conn_holders(f->fuse_conn, h, 16, &n);
 	if (ret < 0) {
 		cr_error("FUSE connection %u of '%s': cannot scan /proc for its holders: %s",
@@ -83,7 +89,7 @@ static int check_one(const struct cr_task *t, const struct cr_fd *f)
 		return ret;
 	}
 	n = n < 16 ? n : 16;
-	pid_t server = conn_server(h, n);
+	pid_t server = conn_server(h, n, (pid_t)t->pid);
 	if (probe == 0) {
 		/* Never two readers: whoever serves the connection now (the original of a
 		 * --leave-running dump, or anyone it passed the fd to) must be gone first. */
@@ -106,7 +112,7 @@ static int check_one(const struct cr_task *t, const struct cr_fd *f)
 				f->fuse_keeper_pid, f->fuse_mnt, f->fuse_conn, h[i].pid);
 			return -ESTALE;
 		}
-	if (server && server == (pid_t)t->pid) {
+	if (fuse_pid_holds_conn((pid_t)t->pid, f->fuse_conn)) {
 		cr_error("FUSE connection %u of '%s' was already handed to the restored pid %u and "
 			 "its keeper is gone: refusing to restore this image twice",
 			 f->fuse_conn, f->fuse_mnt, t->pid);

@@ -41,6 +41,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cr_pty: cannot run '%s': %s\n", argv[2], strerror(errno));
 		_exit(127);
 	}
+	fcntl(master, F_SETFD, FD_CLOEXEC);
 	/* Until the last slave fd is closed, read() blocks; then it fails with EIO. A restored
 	 * process that reopened the slave keeps it open after the command ended. */
 	for (;;) {

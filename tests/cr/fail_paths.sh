@@ -6,7 +6,9 @@
 #                     the process is left running, untraced, and keeps counting.
 #   fullstore MEMHOG WL_SLEEP
 #                     the store lives on a 16 MiB tmpfs; a small process is checkpointed
-#                     first, then cr_memhog with 64 MiB of random memory: that dump fails,
+#                     first, then cr_memhog with 64 MiB of random memory: that dump fails
+#                     (in kill mode, and again with --leave-running, where the write may
+#                     fail after the target was released),
 #                     the target keeps running (and its memory checks out), the store
 #                     mounts again, the older checkpoint reads back byte for byte and still
 #                     restores.
@@ -111,10 +113,23 @@ fullstore)
 	cr_alive "$pid" || cr_fail "the failed dump killed pid $pid"
 	tracer=$(awk '/^TracerPid:/ { print $2 }' "/proc/$pid/status")
 	[ "$tracer" = 0 ] || cr_fail "pid $pid is still traced by $tracer"
+	# With --leave-running the target runs again once its memory is captured, so the write
+	# can fail after the release: the partial image goes, the target goes on either way.
+	cr_ckptfs 120 dump --pid "$pid" --leave-running "$mnt/big2" 2>"$err"
+	rc=$?
+	cat "$err"
+	[ "$rc" -ne 0 ] || cr_fail "a 64 MiB --leave-running dump into a full store succeeded"
+	[ "$rc" -ne 124 ] || cr_fail "the --leave-running dump into a full store hung"
+	grep -qiE "space|ENOSPC|full" "$err" || cr_fail "the error does not say the store is out of space"
+	[ -e "$mnt/big2/inventory.img" ] && cr_fail "the failed --leave-running dump left an inventory.img"
+	[ -e "$mnt/big2/task-$pid/pages.img" ] && cr_fail "the failed --leave-running dump left its pages.img"
+	cr_alive "$pid" || cr_fail "the failed --leave-running dump killed pid $pid"
+	tracer=$(awk '/^TracerPid:/ { print $2 }' "/proc/$pid/status")
+	[ "$tracer" = 0 ] || cr_fail "pid $pid is still traced by $tracer"
 	kill -TERM "$pid"
 	wait "$pid"
 	rc=$?
-	[ "$rc" -eq 0 ] && grep -qx PASS "$log" || cr_fail "after the failed dump pid $pid's memory is wrong (exit $rc)"
+	[ "$rc" -eq 0 ] && grep -qx PASS "$log" || cr_fail "after the failed dumps pid $pid's memory is wrong (exit $rc)"
 
 	cr_unmount_store "$mnt"
 	cr_mount_store "$store" "$mnt" noinit

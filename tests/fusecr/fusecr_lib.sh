@@ -65,7 +65,12 @@ fc_cleanup() {
 		fc_alive "$p" && kill -KILL "$p" 2>/dev/null
 	done
 	wait 2>/dev/null
-	rm -rf "$T"
+	# FC_KEEP=1: a failed run leaves $T (outputs, images) for a post-mortem.
+	if [ "$rc" != 0 ] && [ -n "${FC_KEEP:-}" ]; then
+		echo "kept $T" >&2
+	else
+		rm -rf "$T"
+	fi
 	exit "$rc"
 }
 trap fc_cleanup EXIT

@@ -3,7 +3,7 @@
 # zero client errors, the counter continues, files made before the dump are still there, a
 # read the daemon was sleeping in at dump time completes after restore, requests made while it
 # was down are served, the restored daemon holds the same connection at the same fd number,
-# the keeper goes away, a second restore is refused; then the --leave-running variant.
+# the keeper goes away, a second restore is refused. (--leave-running dumps: leaverun.sh.)
 . "$(dirname "$0")/fusecr_lib.sh"
 : "${TESTFS:?}" "${FUSECLIENT:?}"
 
@@ -96,28 +96,4 @@ kill -TERM "$RP"
 fc_join "$R" 15
 fc_wait 10 "testfs to unmount" eval '! fc_mounted "$M"'
 
-# --leave-running: no keeper, the original keeps serving without a pause that fails anyone.
-rm -f "$T/stop"
-"$TESTFS" "$M" &
-D=$!
-fc_track "$D"
-fc_wait_mount "$M"
-"$FUSECLIENT" counter "$M" "$T/stop" >"$T/client3.out" 2>&1 &
-C3=$!
-fc_track "$C3"
-sleep 0.3
-fc_track_image "$T/img2"
-"$CKPTFS" dump --leave-running --pid "$D" "$T/img2" || fc_fail "--leave-running dump failed"
-fc_alive "$D" || fc_fail "the original died in a --leave-running dump"
-"$CKPTFS" show "$T/img2" | grep -q "not kept" || fc_fail "show does not say 'not kept'"
-pgrep -x ckptfs-keeper -P 1 >/dev/null 2>&1 && fc_log "note: some keeper runs on this machine"
-if "$CKPTFS" restore --detach "$T/img2" >"$T/lr.out" 2>&1; then
-	fc_fail "restore of a --leave-running image succeeded while the original runs"
-fi
-grep -q "still served by the original" "$T/lr.out" || fc_fail "unclear refusal: $(cat "$T/lr.out")"
-sleep 0.3
-touch "$T/stop"
-fc_join "$C3" 30 || fc_fail "client across --leave-running dump: $(cat "$T/client3.out")"
-kill -TERM "$D"
-fc_join "$D" 15
 echo "PASS: $(tail -n1 "$T/client1.out")"
