@@ -693,6 +693,11 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 		cr_error("fsync of '%s': %s", opts->dir, strerror(errno));
 		goto out;
 	}
+	/* Sealing (on a ckptfs mount) is part of making the image durable: it comes before the
+	 * kill, so a seal that fails (a full store) still leaves the target alive. */
+	ret = dump_seal_if_ckptfs(c.dirfd, opts->dir);
+	if (ret < 0)
+		goto out;
 	uint64_t t_done = now_ns();
 
 	/* The image is complete and durable: now the target may end. */
@@ -700,12 +705,6 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 		kill(c.pid, SIGKILL);
 		frozen = false;
 		t_resume = t_done;
-	}
-	if (fsetxattr(c.dirfd, "user.ckptfs.seal", "1", 1, 0) < 0 && errno != ENOTSUP &&
-	    errno != EOPNOTSUPP) {
-		ret = -errno;
-		cr_error("sealing '%s': %s", opts->dir, strerror(errno));
-		goto out_keep;
 	}
 	if (ret_stats) {
 		ret_stats->frozen_ns = t_resume - t0;

@@ -43,5 +43,7 @@ int dump_mm_finish_pages(struct dump_ctx *c);
 void dump_mm_free_pages(struct dump_ctx *c);
 int dump_fds_collect(struct dump_ctx *c);
 int dump_fds_write_data(struct dump_ctx *c);
+/* Seals the image directory if it is on a ckptfs mount: 1 sealed, 0 not a ckptfs mount. */
+int dump_seal_if_ckptfs(int dirfd, const char *dir);
 
 #endif

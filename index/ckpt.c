@@ -278,14 +278,9 @@ int store_settle_tombstones(struct store *s)
 
 		if (digits == 0 || digits > 19 || strcmp(de->d_name + digits, TOMB_SUFFIX) != 0)
 			continue;
-		if (n == cap) {
-			uint64_t *ni = realloc(inos, (cap = cap ? cap * 2 : 8) * sizeof(*inos));
-			if (!ni) {
-				r = -ENOMEM;
-				break;
-			}
-			inos = ni;
-		}
+		r = array_grow(&inos, &cap, n, sizeof(*inos), 8);
+		if (r < 0)
+			break;
 		inos[n++] = strtoull(de->d_name, NULL, 10);
 	}
 	closedir(d);
@@ -479,36 +474,12 @@ static int size_walk(struct sizer *z, uint64_t ino, unsigned depth)
 		z->nfiles++;
 		return 0;
 	}
-	struct idx_cursor *c = NULL;
-	uint64_t *kids = NULL;
-	size_t n = 0, cap = 0;
-	uint8_t k[8];
-	const void *key, *val;
-	size_t klen, vlen;
+	struct dir_child *kids = NULL;
+	size_t n = 0;
 
-	r = idx_cursor_open(z->txn, IDX_DIRENTS, &c);
-	if (r < 0)
-		return r;
-	be64_put(k, ino);
-	for (r = idx_cursor_seek(c, k, sizeof(k), &key, &klen, &val, &vlen); r >= 0;
-	     r = idx_cursor_next(c, &key, &klen, &val, &vlen)) {
-		if (klen <= 8 || memcmp(key, k, 8) != 0 || vlen != DIRENT_VAL_LEN)
-			break;
-		if (n == cap) {
-			uint64_t *nk = realloc(kids, (cap = cap ? cap * 2 : 16) * sizeof(*kids));
-			if (!nk) {
-				r = -ENOMEM;
-				break;
-			}
-			kids = nk;
-		}
-		kids[n++] = le64_get(val);
-	}
-	idx_cursor_close(c);
-	if (r == -ENOENT || r >= 0)
-		r = 0;
+	r = dir_list_children(z->txn, ino, &kids, &n);
 	for (size_t i = 0; i < n && r >= 0; i++)
-		r = size_walk(z, kids[i], depth + 1);
+		r = size_walk(z, kids[i].ino, depth + 1);
 	free(kids);
 	return r;
 }
@@ -568,45 +539,16 @@ static int ckpt_fill(struct idx_txn *txn, uint64_t ino, const char *name, bool w
 int store_ckpt_list(struct store *s, bool with_sizes, store_ckpt_cb cb, void *ctx)
 {
 	struct idx_txn *txn = NULL;
-	struct idx_cursor *c = NULL;
-	struct {
-		uint64_t ino;
-		char name[256];
-	} *list = NULL;
-	size_t n = 0, cap = 0;
-	uint8_t k[8];
-	const void *key, *val;
-	size_t klen, vlen;
+	struct dir_child *list = NULL;
+	size_t n = 0;
 	int r;
 
 	r = idx_txn_begin(s->db, false, &txn);
 	if (r < 0)
 		return r;
-	r = idx_cursor_open(txn, IDX_DIRENTS, &c);
+	r = dir_list_children(txn, STORE_ROOT_INO, &list, &n);
 	if (r < 0)
 		goto out;
-	be64_put(k, STORE_ROOT_INO);
-	for (r = idx_cursor_seek(c, k, sizeof(k), &key, &klen, &val, &vlen); r >= 0;
-	     r = idx_cursor_next(c, &key, &klen, &val, &vlen)) {
-		if (klen <= 8 || klen > 8 + 255 || memcmp(key, k, 8) != 0 || vlen != DIRENT_VAL_LEN)
-			break;
-		if (n == cap) {
-			void *nl = realloc(list, (cap = cap ? cap * 2 : 16) * sizeof(*list));
-			if (!nl) {
-				r = -ENOMEM;
-				break;
-			}
-			list = nl;
-		}
-		list[n].ino = le64_get(val);
-		memcpy(list[n].name, (const uint8_t *)key + 8, klen - 8);
-		list[n].name[klen - 8] = '\0';
-		n++;
-	}
-	idx_cursor_close(c);
-	if (r < 0 && r != -ENOENT)
-		goto out;
-	r = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct store_ckpt_info info;
 
@@ -645,16 +587,10 @@ int store_ckpt_info(struct store *s, const char *name, bool with_sizes,
 /* Destroys the subtree under ino (s->mu held, inside txn). */
 static int destroy_tree(struct store *s, struct idx_txn *txn, uint64_t ino, unsigned depth)
 {
-	struct idx_cursor *c = NULL;
+	struct dir_child *kids = NULL;
 	struct inode in;
-	struct {
-		uint64_t ino;
-		char name[256];
-	} *kids = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
 	uint8_t k[8];
-	const void *key, *val;
-	size_t klen, vlen;
 	struct oinode *oi;
 	int r;
 
@@ -664,33 +600,9 @@ static int destroy_tree(struct store *s, struct idx_txn *txn, uint64_t ino, unsi
 	if (r < 0)
 		return r;
 	if (S_ISDIR(in.mode)) {
-		r = idx_cursor_open(txn, IDX_DIRENTS, &c);
+		r = dir_list_children(txn, ino, &kids, &n);
 		if (r < 0)
 			goto out;
-		be64_put(k, ino);
-		for (r = idx_cursor_seek(c, k, sizeof(k), &key, &klen, &val, &vlen); r >= 0;
-		     r = idx_cursor_next(c, &key, &klen, &val, &vlen)) {
-			if (klen <= 8 || klen > 8 + 255 || memcmp(key, k, 8) != 0 ||
-			    vlen != DIRENT_VAL_LEN)
-				break;
-			if (n == cap) {
-				void *nk =
-					realloc(kids, (cap = cap ? cap * 2 : 16) * sizeof(*kids));
-				if (!nk) {
-					r = -ENOMEM;
-					break;
-				}
-				kids = nk;
-			}
-			kids[n].ino = le64_get(val);
-			memcpy(kids[n].name, (const uint8_t *)key + 8, klen - 8);
-			kids[n].name[klen - 8] = '\0';
-			n++;
-		}
-		idx_cursor_close(c);
-		if (r < 0 && r != -ENOENT)
-			goto out;
-		r = 0;
 		for (size_t i = 0; i < n && r >= 0; i++) {
 			uint8_t dk[8 + 256], ck[16];
 			const void *dv;

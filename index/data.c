@@ -755,14 +755,9 @@ int store_purge_orphans(struct store *s)
 	     r = idx_cursor_next(c, &key, &klen, NULL, NULL)) {
 		if (klen != 8)
 			continue;
-		if (n == cap) {
-			uint64_t *ni = realloc(inos, (cap = cap ? cap * 2 : 16) * sizeof(*inos));
-			if (!ni) {
-				r = -ENOMEM;
-				break;
-			}
-			inos = ni;
-		}
+		r = array_grow(&inos, &cap, n, sizeof(*inos), 16);
+		if (r < 0)
+			break;
 		inos[n++] = be64_get(key);
 	}
 	idx_cursor_close(c);

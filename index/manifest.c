@@ -222,42 +222,10 @@ static int walk_entry(struct walk *w, uint64_t ino, uint32_t parent_id, const ch
 			goto out;
 	} else if (S_ISDIR(in.mode)) {
 		/* Children in name order: the dirents key (parent, name) sorts exactly so. */
-		struct idx_cursor *c = NULL;
-		uint8_t k[8];
-		const void *key, *val;
-		size_t klen, vlen, n = 0, cap = 0;
-		struct kid {
-			uint64_t ino;
-			char name[256];
-			size_t len;
-		} *kids = NULL;
+		struct dir_child *kids = NULL;
+		size_t n = 0;
 
-		r = idx_cursor_open(w->txn, IDX_DIRENTS, &c);
-		if (r < 0)
-			goto out;
-		be64_put(k, ino);
-		for (r = idx_cursor_seek(c, k, sizeof(k), &key, &klen, &val, &vlen); r >= 0;
-		     r = idx_cursor_next(c, &key, &klen, &val, &vlen)) {
-			if (klen <= 8 || klen > 8 + 255 || memcmp(key, k, 8) != 0 ||
-			    vlen != DIRENT_VAL_LEN)
-				break;
-			if (n == cap) {
-				struct kid *nk =
-					realloc(kids, (cap = cap ? cap * 2 : 16) * sizeof(*kids));
-				if (!nk) {
-					r = -ENOMEM;
-					break;
-				}
-				kids = nk;
-			}
-			kids[n].ino = le64_get(val);
-			kids[n].len = klen - 8;
-			memcpy(kids[n].name, (const uint8_t *)key + 8, klen - 8);
-			n++;
-		}
-		idx_cursor_close(c);
-		if (r == -ENOENT || r >= 0)
-			r = 0;
+		r = dir_list_children(w->txn, ino, &kids, &n);
 		for (size_t i = 0; i < n && r >= 0; i++)
 			r = walk_entry(w, kids[i].ino, id, kids[i].name, kids[i].len, depth + 1);
 		free(kids);

@@ -185,6 +185,45 @@ static int dirent_del(struct idx_txn *txn, uint64_t parent, const char *name)
 	return r == -ENOENT ? 0 : r;
 }
 
+int dir_list_children(struct idx_txn *txn, uint64_t dir_ino, struct dir_child **ret_kids,
+		      size_t *ret_n)
+{
+	struct idx_cursor *c = NULL;
+	struct dir_child *kids = NULL;
+	size_t n = 0, cap = 0;
+	uint8_t k[8];
+	const void *key, *val;
+	size_t klen, vlen;
+	int r;
+
+	r = idx_cursor_open(txn, IDX_DIRENTS, &c);
+	if (r < 0)
+		return r;
+	be64_put(k, dir_ino);
+	for (r = idx_cursor_seek(c, k, sizeof(k), &key, &klen, &val, &vlen); r >= 0;
+	     r = idx_cursor_next(c, &key, &klen, &val, &vlen)) {
+		if (klen <= 8 || klen > DIRENT_KEY_MAX || memcmp(key, k, 8) != 0 ||
+		    vlen != DIRENT_VAL_LEN)
+			break;
+		r = array_grow(&kids, &cap, n, sizeof(*kids), 16);
+		if (r < 0)
+			break;
+		kids[n].ino = le64_get(val);
+		kids[n].len = klen - 8;
+		memcpy(kids[n].name, (const uint8_t *)key + 8, klen - 8);
+		kids[n].name[klen - 8] = '\0';
+		n++;
+	}
+	idx_cursor_close(c);
+	if (r < 0 && r != -ENOENT) {
+		free(kids);
+		return r;
+	}
+	*ret_kids = kids;
+	*ret_n = n;
+	return 0;
+}
+
 static int dir_is_empty(struct idx_txn *txn, uint64_t dir, bool *ret_empty)
 {
 	struct idx_cursor *c = NULL;
@@ -756,14 +795,10 @@ int store_rmdir(struct store *s, uint64_t parent, const char *name)
 static int retag_subtree(struct store *s, struct idx_txn *txn, uint64_t ino, uint64_t ckpt,
 			 unsigned depth)
 {
-	struct idx_cursor *c = NULL;
+	struct dir_child *kids = NULL;
 	struct oinode *oi;
 	struct inode in;
-	uint64_t *kids = NULL;
-	size_t nkids = 0, cap = 0;
-	uint8_t k[8];
-	const void *key, *val;
-	size_t klen, vlen;
+	size_t nkids = 0;
 	int r;
 
 	if (depth > 4096)
@@ -785,30 +820,11 @@ static int retag_subtree(struct store *s, struct idx_txn *txn, uint64_t ino, uin
 	if (!S_ISDIR(in.mode))
 		goto out;
 	/* Collect children first: writing while a cursor walks the same tree is not allowed. */
-	r = idx_cursor_open(txn, IDX_DIRENTS, &c);
+	r = dir_list_children(txn, ino, &kids, &nkids);
 	if (r < 0)
 		goto out;
-	be64_put(k, ino);
-	for (r = idx_cursor_seek(c, k, sizeof(k), &key, &klen, &val, &vlen); r >= 0;
-	     r = idx_cursor_next(c, &key, &klen, &val, &vlen)) {
-		if (klen < 8 || memcmp(key, k, 8) != 0 || vlen != DIRENT_VAL_LEN)
-			break;
-		if (nkids == cap) {
-			uint64_t *n = realloc(kids, (cap = cap ? 2 * cap : 16) * sizeof(*kids));
-			if (!n) {
-				r = -ENOMEM;
-				break;
-			}
-			kids = n;
-		}
-		kids[nkids++] = le64_get(val);
-	}
-	idx_cursor_close(c);
-	if (r < 0 && r != -ENOENT)
-		goto out;
-	r = 0;
 	for (size_t i = 0; i < nkids && r >= 0; i++)
-		r = retag_subtree(s, txn, kids[i], ckpt, depth + 1);
+		r = retag_subtree(s, txn, kids[i].ino, ckpt, depth + 1);
 out:
 	free(kids);
 	inode_done(&in);

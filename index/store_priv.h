@@ -13,9 +13,11 @@
 #ifndef CKPTFS_INDEX_STORE_PRIV_H
 #define CKPTFS_INDEX_STORE_PRIV_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "common/util.h"
 #include "index/chunk_id.h"
@@ -141,6 +143,43 @@ static inline void fmap_key(uint8_t k[FMAP_KEY_LEN], uint64_t ino, uint64_t bloc
 	be64_put(k, ino);
 	be64_put(k + 8, block);
 }
+
+/* Makes room for one more element in a growing array: when n == *cap the array at *parr is
+ * reallocated to twice its capacity (first_cap elements the first time). 0 or -ENOMEM (the
+ * array is left as it was). */
+static inline int array_grow(void *parr, size_t *cap, size_t n, size_t elem_size,
+			     size_t first_cap)
+{
+	void **arr = parr;
+	size_t ncap, bytes;
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : first_cap;
+	if (__builtin_mul_overflow(ncap, elem_size, &bytes))
+		return -ENOMEM;
+	p = realloc(*arr, bytes);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+/* One entry of a directory, as dir_list_children() copies it out of the index. */
+struct dir_child {
+	uint64_t ino;
+	size_t len; /* of name, without the NUL */
+	char name[256];
+};
+
+/* Copies the entries of directory dir_ino out of IDX_DIRENTS, in name order, into a new array
+ * (NULL when empty) that the caller frees. Collecting first lets callers change the tree (or
+ * walk it recursively) without a cursor open over it. Stops at the first record that is not a
+ * well-formed entry of dir_ino (fsck reports those). */
+int dir_list_children(struct idx_txn *txn, uint64_t dir_ino, struct dir_child **ret_kids,
+		      size_t *ret_n);
 
 /* inodes */
 int ino_load(struct idx_txn *txn, uint64_t ino, struct inode *ret);

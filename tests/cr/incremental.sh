@@ -41,6 +41,14 @@ cr_log "stored: $s0 -> $s1 (+$d1, image $img1 bytes) -> $s2 (+$d2, image $img2 b
 
 kill -KILL "$pid"
 wait "$pid"
+# A dump into a ckptfs mount seals its checkpoint: immutable, with a content id.
+for ck in ck1 ck2; do
+	getfattr --absolute-names --only-values -n user.ckptfs.content_id "$mnt/$ck" >/dev/null 2>&1 ||
+		cr_fail "checkpoint '$ck' was not sealed by the dump (no content id)"
+	if touch "$mnt/$ck/stray" 2>/dev/null; then
+		cr_fail "sealed checkpoint '$ck' accepted a new file"
+	fi
+done
 cr_check_show "$mnt/ck2" "$pid"
 cr_restore_detach "$mnt/ck2" "$pid"
 kill -TERM "$pid"

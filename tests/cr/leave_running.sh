@@ -29,6 +29,11 @@ case $state in
 R | S) ;;
 *) cr_fail "pid $pid is in state '$state' after the dump (stopped?)" ;;
 esac
+# A plain directory is not a ckptfs mount: the dump must not leave the seal mark there (a later
+# `cp -a` of the image into a mount would copy it and seal the copy half-way).
+if getfattr --absolute-names -n user.ckptfs.seal "$img" >/dev/null 2>&1; then
+	cr_fail "the dump set user.ckptfs.seal on '$img', which is not on a ckptfs mount"
+fi
 cr_wait_lines "$out" $((after + 30)) "$pid" 30 || cr_fail "pid $pid stopped counting after the dump"
 cr_check_sequence "$out" >/dev/null || cr_fail "the original's counter broke across the dump"
 
