@@ -107,14 +107,38 @@ out:
 	*p = (struct pw_pins){0};
 }
 
+int pack_number_alloc(struct store *s, uint32_t *ret_number)
+{
+	struct idx_txn *txn = NULL;
+	uint64_t next;
+	int r;
+
+	r = idx_txn_begin(s->db, true, &txn);
+	if (r < 0)
+		return r;
+	r = meta_get_u64(txn, "next_pack", &next);
+	if (r >= 0 && next > UINT32_MAX)
+		r = store_error(-EOVERFLOW, "pack numbers exhausted");
+	if (r >= 0)
+		r = meta_put_u64(txn, "next_pack", next + 1);
+	if (r < 0) {
+		idx_txn_abort(txn);
+		return r;
+	}
+	r = idx_txn_commit(txn);
+	if (r < 0)
+		return r;
+	*ret_number = (uint32_t)next;
+	return 0;
+}
+
 /* Gets this process's pack writer, starting a new pack when there is none or it is full
  * (s->pack_mu held). A full pack is synced before it is let go: another flush may have appended
  * to it and will only sync the writer that is current when it finishes. It keeps its lock while
  * flushes that appended to it have not committed (see struct store). */
 static int pack_writer_ensure(struct store *s)
 {
-	struct idx_txn *txn = NULL;
-	uint64_t next;
+	uint32_t next;
 	int r;
 
 	if (s->pw && pack_writer_size(s->pw) < s->pack_roll_bytes)
@@ -139,22 +163,10 @@ static int pack_writer_ensure(struct store *s)
 		s->pw = NULL;
 		s->pw_users = 0;
 	}
-	r = idx_txn_begin(s->db, true, &txn);
+	r = pack_number_alloc(s, &next);
 	if (r < 0)
 		return r;
-	r = meta_get_u64(txn, "next_pack", &next);
-	if (r >= 0 && next > UINT32_MAX)
-		r = store_error(-EOVERFLOW, "pack numbers exhausted");
-	if (r >= 0)
-		r = meta_put_u64(txn, "next_pack", next + 1);
-	if (r < 0) {
-		idx_txn_abort(txn);
-		return r;
-	}
-	r = idx_txn_commit(txn);
-	if (r < 0)
-		return r;
-	return pack_writer_create(s->dirfd, (uint32_t)next, &s->pw);
+	return pack_writer_create(s->dirfd, next, &s->pw);
 }
 
 /* Records encoded per append: one pwritev of up to IOV_MAX pieces. */

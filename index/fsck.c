@@ -628,13 +628,8 @@ __attribute__((format(printf, 3, 4))) static int mark_bad(struct fsck *f, struct
 
 	if (e->flags & CIDMAP_BAD)
 		return 0;
-	if (f->nbad == f->badcap) {
-		struct bad_chunk *nb =
-			realloc(f->bad, (f->badcap = f->badcap ? f->badcap * 2 : 16) * sizeof(*nb));
-		if (!nb)
-			return -ENOMEM;
-		f->bad = nb;
-	}
+	if (array_grow(&f->bad, &f->badcap, f->nbad, sizeof(*f->bad), 16) < 0)
+		return -ENOMEM;
 	b = &f->bad[f->nbad];
 	memset(b, 0, sizeof(*b));
 	b->id = e->id;

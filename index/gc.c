@@ -87,14 +87,9 @@ int maint_list_packs(int store_dirfd, uint32_t **ret, size_t *ret_n)
 		v = strtoul(nm, NULL, 10);
 		if (v > UINT32_MAX)
 			continue;
-		if (n == cap) {
-			uint32_t *nl = realloc(list, (cap = cap ? cap * 2 : 64) * sizeof(*list));
-			if (!nl) {
-				r = -ENOMEM;
-				break;
-			}
-			list = nl;
-		}
+		r = array_grow(&list, &cap, n, sizeof(*list), 64);
+		if (r < 0)
+			break;
 		list[n++] = (uint32_t)v;
 	}
 	closedir(d);
@@ -150,15 +145,9 @@ static int gc_plan(struct store *s, struct gc_pack *packs, size_t npacks,
 			continue; /* fsck's business */
 		maint_loc_decode(val, &loc);
 		if (loc.pack == MAINT_LOST_PACK && loc.refs == 0) {
-			if (nlost == cap) {
-				struct chunk_id *nl =
-					realloc(lost, (cap = cap ? cap * 2 : 16) * sizeof(*lost));
-				if (!nl) {
-					r = -ENOMEM;
-					break;
-				}
-				lost = nl;
-			}
+			r = array_grow(&lost, &cap, nlost, sizeof(*lost), 16);
+			if (r < 0)
+				break;
 			memcpy(lost[nlost++].b, key, STORE_CHUNK_ID_LEN);
 			continue;
 		}
@@ -223,27 +212,14 @@ static void victim_done(struct gc_victim *v)
 
 static int gc_new_writer(struct gc *g)
 {
-	struct idx_txn *txn = NULL;
-	uint64_t next;
+	uint32_t next;
 	int r;
 
-	r = idx_txn_begin(g->s->db, true, &txn);
-	if (r < 0)
-		return r;
-	r = meta_get_u64(txn, "next_pack", &next);
-	if (r >= 0 && next > UINT32_MAX)
-		r = store_error(-EOVERFLOW, "pack numbers exhausted");
-	if (r >= 0)
-		r = meta_put_u64(txn, "next_pack", next + 1);
-	if (r < 0) {
-		idx_txn_abort(txn);
-		return r;
-	}
-	r = idx_txn_commit(txn);
+	r = pack_number_alloc(g->s, &next);
 	if (r < 0)
 		return r;
 	/* Created locked: other gc runs skip it while its records are not yet indexed. */
-	return pack_writer_create(g->s->dirfd, (uint32_t)next, &g->w);
+	return pack_writer_create(g->s->dirfd, next, &g->w);
 }
 
 static int gc_flush_buf(struct gc *g)
@@ -302,13 +278,9 @@ static int gc_scan_cb(void *ctx, const struct chunk_id *id, uint64_t off, uint32
 	uint32_t reclen = PACK_REC_HDR_LEN + pack_desc_len(desc);
 	int r;
 
-	if (v->nrecs == v->cap) {
-		struct gc_rec *nr =
-			realloc(v->recs, (v->cap = v->cap ? v->cap * 2 : 1024) * sizeof(*nr));
-		if (!nr)
-			return -ENOMEM;
-		v->recs = nr;
-	}
+	r = array_grow(&v->recs, &v->cap, v->nrecs, sizeof(*v->recs), 1024);
+	if (r < 0)
+		return r;
 	v->recs[v->nrecs].id = *id;
 	v->recs[v->nrecs].off = off;
 	v->nrecs++;

@@ -274,6 +274,30 @@ fail:
 	return r;
 }
 
+/* Starts a namespace change that adds name under parent: checks the name, begins a write
+ * transaction and loads parent (dir_load_writable). On success the caller owns *ret_txn and
+ * *ret_dir; on failure nothing is left open. */
+static int dir_change_begin(struct store *s, uint64_t parent, const char *name,
+			    struct idx_txn **ret_txn, struct inode *ret_dir)
+{
+	struct idx_txn *txn = NULL;
+	int r;
+
+	r = name_check(name);
+	if (r < 0)
+		return r;
+	r = idx_txn_begin(s->db, true, &txn);
+	if (r < 0)
+		return r;
+	r = dir_load_writable(txn, parent, ret_dir);
+	if (r < 0) {
+		idx_txn_abort(txn);
+		return r;
+	}
+	*ret_txn = txn;
+	return 0;
+}
+
 static int attr_fill(struct idx_txn *txn, const struct inode *in, struct store_attr *ret_attr)
 {
 	bool sealed;
@@ -455,25 +479,36 @@ int store_lookup(struct store *s, uint64_t parent, const char *name, struct stor
 	return r;
 }
 
+/* Enters in as name under dir, stamps dir's mtime/ctime with in's ctime, saves both inodes and
+ * fills ret_attr (optional) from in; the caller commits. */
+static int dir_add_entry_save(struct idx_txn *txn, struct inode *dir, const char *name,
+			      struct inode *in, struct store_attr *ret_attr)
+{
+	int r;
+
+	r = dirent_add(txn, dir, name, in->ino, in->mode);
+	if (r < 0)
+		return r;
+	dir->mtime = dir->ctime = in->ctime;
+	r = ino_save(txn, dir);
+	if (r >= 0)
+		r = ino_save(txn, in);
+	if (r >= 0 && ret_attr)
+		r = attr_fill(txn, in, ret_attr);
+	return r;
+}
+
 /* Creates a new inode named name under parent; in carries mode/uid/gid/rdev/target. */
 static int ns_create(struct store *s, uint64_t parent, const char *name, struct inode *in,
 		     struct store_attr *ret_attr)
 {
 	struct idx_txn *txn = NULL;
 	struct inode dir;
-	bool have_dir = false;
 	int r;
 
-	r = name_check(name);
+	r = dir_change_begin(s, parent, name, &txn, &dir);
 	if (r < 0)
 		return r;
-	r = idx_txn_begin(s->db, true, &txn);
-	if (r < 0)
-		return r;
-	r = dir_load_writable(txn, parent, &dir);
-	if (r < 0)
-		goto out;
-	have_dir = true;
 	if (parent == STORE_ROOT_INO && !S_ISDIR(in->mode)) {
 		/* Only checkpoints (directories) live at the top. */
 		r = store_error(-EPERM,
@@ -496,15 +531,7 @@ static int ns_create(struct store *s, uint64_t parent, const char *name, struct 
 		in->nlink = 1;
 	}
 	in->ckpt_ino = parent == STORE_ROOT_INO ? in->ino : dir.ckpt_ino;
-	r = dirent_add(txn, &dir, name, in->ino, in->mode);
-	if (r < 0)
-		goto out;
-	dir.mtime = dir.ctime = in->mtime;
-	r = ino_save(txn, &dir);
-	if (r >= 0)
-		r = ino_save(txn, in);
-	if (r >= 0 && ret_attr)
-		r = attr_fill(txn, in, ret_attr);
+	r = dir_add_entry_save(txn, &dir, name, in, ret_attr);
 	if (r < 0)
 		goto out;
 	r = idx_txn_commit(txn);
@@ -513,8 +540,7 @@ static int ns_create(struct store *s, uint64_t parent, const char *name, struct 
 		ckpt_touch(s, in->ckpt_ino);
 out:
 	idx_txn_abort(txn);
-	if (have_dir)
-		inode_done(&dir);
+	inode_done(&dir);
 	return r;
 }
 
@@ -585,19 +611,12 @@ int store_link(struct store *s, uint64_t ino, uint64_t newparent, const char *ne
 {
 	struct idx_txn *txn = NULL;
 	struct inode in, dir;
-	bool have_in = false, have_dir = false;
+	bool have_in = false;
 	int r;
 
-	r = name_check(newname);
+	r = dir_change_begin(s, newparent, newname, &txn, &dir);
 	if (r < 0)
 		return r;
-	r = idx_txn_begin(s->db, true, &txn);
-	if (r < 0)
-		return r;
-	r = dir_load_writable(txn, newparent, &dir);
-	if (r < 0)
-		goto out;
-	have_dir = true;
 	r = ino_load(txn, ino, &in);
 	if (r < 0)
 		goto out;
@@ -614,17 +633,9 @@ int store_link(struct store *s, uint64_t ino, uint64_t newparent, const char *ne
 		r = -ENOENT;
 		goto out;
 	}
-	r = dirent_add(txn, &dir, newname, ino, in.mode);
-	if (r < 0)
-		goto out;
 	now_ts(&in.ctime);
 	in.nlink++;
-	dir.mtime = dir.ctime = in.ctime;
-	r = ino_save(txn, &dir);
-	if (r >= 0)
-		r = ino_save(txn, &in);
-	if (r >= 0 && ret_attr)
-		r = attr_fill(txn, &in, ret_attr);
+	r = dir_add_entry_save(txn, &dir, newname, &in, ret_attr);
 	if (r < 0)
 		goto out;
 	r = idx_txn_commit(txn);
@@ -640,8 +651,7 @@ out:
 	idx_txn_abort(txn);
 	if (have_in)
 		inode_done(&in);
-	if (have_dir)
-		inode_done(&dir);
+	inode_done(&dir);
 	return r;
 }
 

@@ -289,13 +289,8 @@ static int rb_entry(void *ctx, const struct manifest_entry *e)
 	if (e->id != b->nents + 1)
 		return store_error(-EBADMSG, "manifest '%s': entry %u out of order", b->mpath,
 				   e->id);
-	if (b->nents == b->cap) {
-		struct ment *ne =
-			realloc(b->ents, (b->cap = b->cap ? b->cap * 2 : 64) * sizeof(*ne));
-		if (!ne)
-			return -ENOMEM;
-		b->ents = ne;
-	}
+	if (array_grow(&b->ents, &b->cap, b->nents, sizeof(*b->ents), 64) < 0)
+		return -ENOMEM;
 	if (e->parent_id) {
 		parent = &b->ents[e->parent_id - 1];
 		if (parent->is_link || !S_ISDIR(parent->in.mode))
@@ -551,14 +546,9 @@ static int rb_manifests(struct rb *b)
 				   de->d_name);
 			continue;
 		}
-		if (n == cap) {
-			struct mfile *nl = realloc(list, (cap = cap ? cap * 2 : 16) * sizeof(*nl));
-			if (!nl) {
-				r = -ENOMEM;
-				break;
-			}
-			list = nl;
-		}
+		r = array_grow(&list, &cap, n, sizeof(*list), 16);
+		if (r < 0)
+			break;
 		list[n].ino = ino;
 		snprintf(list[n].rel, sizeof(list[n].rel), STORE_MANIFEST_DIR "/%s", de->d_name);
 		n++;

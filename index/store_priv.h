@@ -147,22 +147,22 @@ static inline void fmap_key(uint8_t k[FMAP_KEY_LEN], uint64_t ino, uint64_t bloc
 /* Makes room for one more element in a growing array: when n == *cap the array at *parr is
  * reallocated to twice its capacity (first_cap elements the first time). 0 or -ENOMEM (the
  * array is left as it was). */
-static inline int array_grow(void *parr, size_t *cap, size_t n, size_t elem_size,
-			     size_t first_cap)
+static inline int array_grow(void *parr, size_t *cap, size_t n, size_t elem_size, size_t first_cap)
 {
-	void **arr = parr;
 	size_t ncap, bytes;
-	void *p;
+	void *old, *p;
 
 	if (n < *cap)
 		return 0;
 	ncap = *cap ? *cap * 2 : first_cap;
 	if (__builtin_mul_overflow(ncap, elem_size, &bytes))
 		return -ENOMEM;
-	p = realloc(*arr, bytes);
+	/* parr points to a T *, not a void *: copy the pointer bytes instead of aliasing it. */
+	__builtin_memcpy(&old, parr, sizeof(old));
+	p = realloc(old, bytes);
 	if (!p)
 		return -ENOMEM;
-	*arr = p;
+	__builtin_memcpy(parr, &p, sizeof(p));
 	*cap = ncap;
 	return 0;
 }
@@ -258,6 +258,9 @@ void oinode_put(struct store *s, struct oinode *oi);
  * decides, 0 if the index holds the current bytes. */
 int oinode_mem_chunk(struct oinode *oi, uint64_t idx, const uint8_t **ret_page);
 int store_flush_all_locked(struct store *s);
+/* Takes the next pack number from meta "next_pack" in a write transaction of its own (never
+ * with one open); -EOVERFLOW when the numbers are used up. */
+int pack_number_alloc(struct store *s, uint32_t *ret_number);
 /* The background flusher thread (flush.c). */
 int flusher_start(struct store *s);
 void flusher_stop(struct store *s);

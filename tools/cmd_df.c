@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "index/store.h"
+#include "tools/cli_util.h"
 #include "tools/cmds.h"
 
 static void df_usage(FILE *f)
@@ -67,11 +68,8 @@ int cmd_df(int argc, char **argv)
 		df_usage(stderr);
 		return 2;
 	}
-	r = store_open(argv[optind], STORE_OPEN_RDONLY, &s);
-	if (r < 0) {
-		log_err("%s", store_last_error());
+	if (cli_store_open(argv[optind], STORE_OPEN_RDONLY, &s))
 		return 1;
-	}
 	r = store_df(s, &d);
 	store_close(s);
 	if (r < 0) {

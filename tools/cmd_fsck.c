@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "index/store.h"
+#include "tools/cli_util.h"
 #include "tools/cmds.h"
 
 static void fsck_usage(FILE *f)
@@ -58,11 +59,8 @@ static int run_fsck(const char *path)
 	struct store *s = NULL;
 	int r;
 
-	r = store_open(path, STORE_OPEN_RDONLY, &s);
-	if (r < 0) {
-		log_err("%s", store_last_error());
+	if (cli_store_open(path, STORE_OPEN_RDONLY, &s))
 		return 1;
-	}
 	r = store_fsck(s, print_problem, "");
 	if (r < 0)
 		log_err("fsck '%s' could not run: %s", path, store_last_error());

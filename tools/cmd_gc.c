@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "index/store.h"
+#include "tools/cli_util.h"
 #include "tools/cmds.h"
 
 static void gc_usage(FILE *f)
@@ -28,34 +29,15 @@ static void gc_usage(FILE *f)
 
 int cmd_gc(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct store_gc_stats st = {0};
 	struct store *s = NULL;
-	int c, r;
+	int r;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			gc_usage(stdout);
-			return 0;
-		default:
-			gc_usage(stderr);
-			return 2;
-		}
-	}
-	if (argc - optind != 1) {
-		gc_usage(stderr);
-		return 2;
-	}
-	r = store_open(argv[optind], 0, &s);
-	if (r < 0) {
-		log_err("%s", store_last_error());
+	r = cli_parse_help_only(argc, argv, gc_usage, 1, 1);
+	if (r >= 0)
+		return r;
+	if (cli_store_open(argv[optind], 0, &s))
 		return 1;
-	}
 	r = store_gc(s, &st);
 	if (r < 0) {
 		log_err("gc '%s': %s", argv[optind], store_last_error());

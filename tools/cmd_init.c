@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "index/store.h"
+#include "tools/cli_util.h"
 #include "tools/cmds.h"
 
 static void init_usage(FILE *f)
@@ -23,27 +24,11 @@ static void init_usage(FILE *f)
 
 int cmd_init(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	int c, r;
+	int r;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			init_usage(stdout);
-			return 0;
-		default:
-			init_usage(stderr);
-			return 2;
-		}
-	}
-	if (argc - optind != 1) {
-		init_usage(stderr);
-		return 2;
-	}
+	r = cli_parse_help_only(argc, argv, init_usage, 1, 1);
+	if (r >= 0)
+		return r;
 	r = store_init(argv[optind]);
 	if (r < 0) {
 		log_err("init: %s", store_last_error());

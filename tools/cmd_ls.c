@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "index/store.h"
+#include "tools/cli_util.h"
 #include "tools/cmds.h"
 
 struct ls_opts {
@@ -140,11 +141,8 @@ int cmd_ls(int argc, char **argv)
 		ls_usage(stderr);
 		return 2;
 	}
-	r = store_open(argv[optind], STORE_OPEN_RDONLY, &s);
-	if (r < 0) {
-		log_err("%s", store_last_error());
+	if (cli_store_open(argv[optind], STORE_OPEN_RDONLY, &s))
 		return 1;
-	}
 	if (o.json)
 		printf("[");
 	r = store_ckpt_list(s, true, ls_one, &o);

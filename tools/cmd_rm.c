@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "index/store.h"
+#include "tools/cli_util.h"
 #include "tools/cmds.h"
 
 static void rm_usage(FILE *f)
@@ -23,33 +24,14 @@ static void rm_usage(FILE *f)
 
 int cmd_rm(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct store *s = NULL;
-	int c, r, status = 0;
+	int r, status = 0;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			rm_usage(stdout);
-			return 0;
-		default:
-			rm_usage(stderr);
-			return 2;
-		}
-	}
-	if (argc - optind < 2) {
-		rm_usage(stderr);
-		return 2;
-	}
-	r = store_open(argv[optind], 0, &s);
-	if (r < 0) {
-		log_err("%s", store_last_error());
+	r = cli_parse_help_only(argc, argv, rm_usage, 2, CLI_ARGS_MAX_ANY);
+	if (r >= 0)
+		return r;
+	if (cli_store_open(argv[optind], 0, &s))
 		return 1;
-	}
 	for (int i = optind + 1; i < argc; i++) {
 		r = store_ckpt_remove(s, argv[i]);
 		if (r < 0) {

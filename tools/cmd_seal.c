@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "index/store.h"
+#include "tools/cli_util.h"
 #include "tools/cmds.h"
 
 static void seal_usage(FILE *f)
@@ -26,34 +27,15 @@ static void seal_usage(FILE *f)
 
 int cmd_seal(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	uint8_t id[STORE_CONTENT_ID_LEN];
 	struct store *s = NULL;
-	int c, r;
+	int r;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			seal_usage(stdout);
-			return 0;
-		default:
-			seal_usage(stderr);
-			return 2;
-		}
-	}
-	if (argc - optind != 2) {
-		seal_usage(stderr);
-		return 2;
-	}
-	r = store_open(argv[optind], 0, &s);
-	if (r < 0) {
-		log_err("%s", store_last_error());
+	r = cli_parse_help_only(argc, argv, seal_usage, 2, 2);
+	if (r >= 0)
+		return r;
+	if (cli_store_open(argv[optind], 0, &s))
 		return 1;
-	}
 	r = store_ckpt_seal(s, argv[optind + 1], id);
 	if (r < 0) {
 		log_err("seal '%s': %s", argv[optind + 1],
