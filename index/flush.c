@@ -688,8 +688,11 @@ int oinode_flush(struct store *s, struct oinode *oi)
 	r = flush_work(s, oi->ino, &oi->fl_blocks, oi->fl_npages, trunc, meta, size, mtime, &gone);
 
 	pthread_mutex_lock(&s->mu);
-	if (gone || r == -EROFS) {
-		/* Nowhere to store it: the inode is gone or its checkpoint sealed. */
+	if (gone || r == -EROFS || (r < 0 && oi->discard)) {
+		/* Nowhere to store it (inode gone, checkpoint sealed), or nobody wants it any more
+		 * (discarded while this flush ran): merging a failed flush back into a discarded
+		 * inode would leave dirty pages that no flush ever takes, and the flusher would
+		 * pick that inode again and again without letting go of s->mu. */
 		blocks_free(s, &oi->fl_blocks, true);
 		if (gone) {
 			blocks_free(s, &oi->blocks, false);
@@ -781,7 +784,8 @@ static struct oinode *flusher_pick(struct store *s)
 	for (size_t i = 0; i < s->inodes.cap; i++) {
 		struct oinode *oi = s->inodes.slots[i].val;
 
-		if (oi && !oi->fl_active && oi->npages && (!best || oi->npages > best->npages))
+		if (oi && !oi->fl_active && !oi->discard && oi->npages &&
+		    (!best || oi->npages > best->npages))
 			best = oi;
 	}
 	return best;
