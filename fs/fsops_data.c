@@ -39,7 +39,12 @@ static int handle_new(struct fs_ctx *ctx, uint64_t ino, struct fuse_file_info *f
 	/* Page-cache rules: a sealed file never changes, keep its pages across opens. A live file
 	 * may have been rewritten by the CLI or another mount generation: drop them at open. */
 	fi->keep_cache = sealed;
-	fi->direct_io = 0;
+	/* A write-only handle cannot be mmapped and never reads, so its writes skip the page
+	 * cache: the kernel then hands the writer's own pages to us instead of first copying
+	 * them into cache pages it must allocate and lock for each request (checkpoint images
+	 * are written once, O_WRONLY, and not read back through the writer). Readers keep the
+	 * cache; the kernel drops their cached pages of the range a direct write covers. */
+	fi->direct_io = (fi->flags & O_ACCMODE) == O_WRONLY;
 	return 0;
 }
 
