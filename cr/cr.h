@@ -22,6 +22,7 @@ struct cr_dump_opts {
 	pid_t pid;
 	const char *dir;
 	bool leave_running; /* detach instead of SIGKILL after a successful dump */
+	const char *parent; /* an earlier image to copy unchanged pages from, or NULL */
 };
 
 struct cr_dump_stats {
@@ -32,6 +33,8 @@ struct cr_dump_stats {
 	uint64_t pages;		/* memory pages saved */
 	bool pages_spilled;	/* memory exceeded the capture buffer: written while frozen */
 	uint64_t buffer_bytes;	/* size of that buffer */
+	uint64_t pages_copied;	/* of those, copied from the parent instead of written */
+	char parent_note[512];	/* why the parent was (partly) not used, or "" */
 };
 
 int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats);

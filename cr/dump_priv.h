@@ -26,8 +26,14 @@ struct dump_ctx {
 	struct user_regs_struct regs;
 	uint64_t bytes_written;
 	struct page_pipe *pages; /* dump_mm.c: capture buffer and pages.img writer */
+	bool defer_writes;	 /* the writers start after the capture (--leave-running) */
+	bool sync_by_seal;	 /* a ckptfs checkpoint: its seal makes the files durable */
 	bool pages_spilled;	 /* the dump did not fit the buffer: written while frozen */
 	uint64_t pages_buffer;	 /* bytes of that buffer */
+	/* dump_parent.c: an incremental dump's parent, or NULL (write every page). */
+	struct dump_parent *parent;
+	uint64_t pages_copied; /* pages copied from the parent instead of written */
+	char copy_note[256];   /* why some pages could not be copied, or "" */
 };
 
 int dump_mm_collect(struct dump_ctx *c);
@@ -43,7 +49,28 @@ int dump_mm_finish_pages(struct dump_ctx *c);
 void dump_mm_free_pages(struct dump_ctx *c);
 int dump_fds_collect(struct dump_ctx *c);
 int dump_fds_write_data(struct dump_ctx *c);
+/*
+ * The parent of an incremental dump (dump_parent.c). open: 0 with *ret_parent set, or -errno
+ * with the reason recorded (cr_error) when the parent cannot be used; the dump then writes
+ * every page. find: the parent page index of a page with that digest - the one at the same
+ * vaddr if it matches, else hint (the page after the previous match) if it matches, else any
+ * equal page - or UINT64_MAX.
+ */
+struct dump_parent;
+int dump_parent_open(const char *dir, pid_t pid, struct dump_parent **ret_parent);
+void dump_parent_free(struct dump_parent *dp);
+uint64_t dump_parent_find(const struct dump_parent *dp, const uint8_t *digest, uint64_t vaddr,
+			  uint64_t hint);
+int dump_parent_pages_fd(const struct dump_parent *dp);
+uint32_t dump_parent_pid(const struct dump_parent *dp);
+uint64_t dump_parent_nr_pages(const struct dump_parent *dp);
+/* Page index of each run's first page, and the vaddr of page idx (UINT64_MAX: past the end). */
+int dump_runs_index(const struct cr_page_run *runs, uint64_t nr, uint64_t **ret_first);
+uint64_t dump_runs_vaddr(const struct cr_page_run *runs, const uint64_t *first, uint64_t nr,
+			 uint64_t idx);
 /* Seals the image directory if it is on a ckptfs mount: 1 sealed, 0 not a ckptfs mount. */
 int dump_seal_if_ckptfs(int dirfd, const char *dir);
+/* Whether dirfd is on a ckptfs mount (false if that cannot be told). */
+bool dump_dir_is_ckptfs(int dirfd);
 
 #endif

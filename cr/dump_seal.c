@@ -65,6 +65,14 @@ static int mount_is_ckptfs(int mnt_id, bool *ret)
 	return -ENOENT;
 }
 
+bool dump_dir_is_ckptfs(int dirfd)
+{
+	bool ckptfs = false;
+	int mnt_id;
+
+	return fd_mnt_id(dirfd, &mnt_id) >= 0 && mount_is_ckptfs(mnt_id, &ckptfs) >= 0 && ckptfs;
+}
+
 int dump_seal_if_ckptfs(int dirfd, const char *dir)
 {
 	bool ckptfs = false;

@@ -13,6 +13,10 @@
 #include "cr/error.h"
 #include "cr/image.h"
 
+/* Header-only use of libxxhash: the parser is also built alone (fuzz target, unit tests). */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #define HDR_SIZE 16
 #define MAX_STR	 4096u
 /* Every file ends with this record (u32 count of records before it, u32 zero), so a file cut
@@ -21,6 +25,7 @@
 
 enum {
 	REC_INV = 1,
+	REC_INV_PARENT = 2, /* optional */
 	REC_CORE_TASK = 1,
 	REC_CORE_REGS = 2,
 	REC_CORE_XSTATE = 3,
@@ -31,6 +36,7 @@ enum {
 	REC_CORE_PATHS = 8,
 	REC_CORE_SIGINFO = 9,
 	REC_CORE_SCHED = 10,
+	REC_CORE_CAPS = 11,
 	REC_MM_FIELDS = 1,
 	REC_MM_AUXV = 2,
 	REC_MM_EXE = 3,
@@ -215,6 +221,22 @@ static void enc_core(struct wbuf *b, const struct cr_task *t)
 	wb_u64(b, t->timer_slack_ns);
 	rec_end(b);
 
+	if (t->has_caps) {
+		rec_begin(b, REC_CORE_CAPS);
+		wb_u64(b, t->cap_inh);
+		wb_u64(b, t->cap_prm);
+		wb_u64(b, t->cap_eff);
+		wb_u64(b, t->cap_bnd);
+		wb_u64(b, t->cap_amb);
+		wb_u32(b, t->securebits);
+		wb_u32(b, t->dumpable);
+		wb_u32(b, t->pdeathsig);
+		wb_u32(b, t->child_subreaper);
+		wb_u32(b, t->thp_disable);
+		wb_u32(b, 0);
+		rec_end(b);
+	}
+
 	for (uint32_t i = 0; i < t->nr_siginfos; i++) {
 		rec_begin(b, REC_CORE_SIGINFO);
 		wb_u32(b, t->siginfos[i].shared);
@@ -326,6 +348,11 @@ int cr_image_encode(const struct cr_image *img, const struct cr_task *t, enum cr
 		for (uint32_t i = 0; i < img->nr_tasks; i++)
 			wb_u32(&b, img->tasks[i].pid);
 		rec_end(&b);
+		if (img->parent) {
+			rec_begin(&b, REC_INV_PARENT);
+			wb_str(&b, img->parent);
+			rec_end(&b);
+		}
 		break;
 	case CR_FILE_CORE:
 		enc_core(&b, t);
@@ -576,6 +603,32 @@ static int dec_core_rec(struct cr_task *t, uint32_t type, struct rbuf *r, struct
 		if (!r->err && (t->nice < -20 || t->nice > 19 || t->no_new_privs > 1))
 			return rb_fail(r, "nice or no_new_privs out of range");
 		break;
+	case REC_CORE_CAPS:
+		SEEN(type);
+		t->has_caps = 1;
+		t->cap_inh = rb_u64(r);
+		t->cap_prm = rb_u64(r);
+		t->cap_eff = rb_u64(r);
+		t->cap_bnd = rb_u64(r);
+		t->cap_amb = rb_u64(r);
+		t->securebits = rb_u32(r);
+		t->dumpable = rb_u32(r);
+		t->pdeathsig = rb_u32(r);
+		t->child_subreaper = rb_u32(r);
+		t->thp_disable = rb_u32(r);
+		if (rb_u32(r) != 0 && !r->err)
+			return rb_fail(r, "non-zero reserved field");
+		if (r->err)
+			break;
+		/* What the kernel guarantees of a live task; restore relies on it. */
+		if ((t->cap_eff & ~t->cap_prm) || (t->cap_amb & ~(t->cap_prm & t->cap_inh)))
+			return rb_fail(r, "capability sets inconsistent with each other");
+		if (t->securebits & ~CR_SECUREBITS_KNOWN)
+			return rb_fail(r, "unknown securebits");
+		if (t->dumpable > 2 || t->pdeathsig > CR_NSIG || t->child_subreaper > 1 ||
+		    t->thp_disable > 3)
+			return rb_fail(r, "dumpable, pdeathsig, subreaper or THP out of range");
+		break;
 	default:
 		return rb_fail(r, "unknown record type");
 	}
@@ -710,6 +763,14 @@ static int dec_inventory_rec(struct cr_image *img, uint32_t type, struct rbuf *r
 {
 	uint32_t seen = st->seen;
 
+	if (type == REC_INV_PARENT) {
+		SEEN(type);
+		img->parent = rb_str(r);
+		if (!r->err && !img->parent)
+			return rb_fail(r, "empty parent path");
+		st->seen = seen;
+		return r->err;
+	}
 	if (type != REC_INV)
 		return rb_fail(r, "unknown record type");
 	SEEN(type);
@@ -1016,6 +1077,7 @@ void cr_image_free(struct cr_image *img)
 	for (uint32_t i = 0; i < img->nr_tasks; i++)
 		task_free(&img->tasks[i]);
 	free(img->tasks);
+	free(img->parent);
 	free(img);
 }
 
@@ -1038,20 +1100,20 @@ static const char *file_name(enum cr_file_kind kind)
 	return "?";
 }
 
-static int write_file_at(int dirfd, const char *name, const uint8_t *buf, size_t len,
+static int write_file_at(int dirfd, const char *name, const uint8_t *buf, size_t len, bool sync,
 			 uint64_t *bytes_written)
 {
-	_cleanup_close_ int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	int ret = write_full(fd, buf, len);
-	if (ret < 0)
-		return ret;
-	if (bytes_written)
+	if (ret == 0 && sync && fsync(fd) < 0 && errno != EINVAL && errno != ENOTSUP)
+		ret = -errno;
+	if (close(fd) < 0 && ret == 0)
+		ret = -errno;
+	if (ret == 0 && bytes_written)
 		*bytes_written += len;
-	if (fsync(fd) < 0 && errno != EINVAL && errno != ENOTSUP)
-		return -errno;
-	return 0;
+	return ret;
 }
 
 int cr_image_write_task(int dirfd, const struct cr_image *img, const struct cr_task *t,
@@ -1068,7 +1130,7 @@ int cr_image_write_task(int dirfd, const struct cr_image *img, const struct cr_t
 		if (ret < 0)
 			return ret;
 		snprintf(path, sizeof(path), "task-%u/%s", t->pid, file_name(kinds[i]));
-		ret = write_file_at(dirfd, path, buf, len, bytes_written);
+		ret = write_file_at(dirfd, path, buf, len, !img->sync_by_seal, bytes_written);
 		if (ret < 0) {
 			cr_error("writing '%s': %s", path, strerror(-ret));
 			return ret;
@@ -1084,7 +1146,7 @@ int cr_image_write_inventory(int dirfd, const struct cr_image *img, uint64_t *by
 	int ret = cr_image_encode(img, NULL, CR_FILE_INVENTORY, &buf, &len);
 	if (ret < 0)
 		return ret;
-	return write_file_at(dirfd, "inventory.img", buf, len, bytes_written);
+	return write_file_at(dirfd, "inventory.img", buf, len, !img->sync_by_seal, bytes_written);
 }
 
 /* Metadata files are small; anything over 256 MiB is not ours. */
@@ -1226,4 +1288,64 @@ uint64_t cr_hash_bytes(const void *p, size_t len)
 		h *= 0x100000001b3ULL;
 	}
 	return h;
+}
+
+/* ---- pages.sums ---- */
+
+void cr_sums_digest(const void *page, uint8_t ret_digest[CR_SUMS_DIGEST_LEN])
+{
+	XXH128_hash_t h = XXH3_128bits(page, CR_PAGE_SIZE);
+
+	le64_put(ret_digest, h.low64);
+	le64_put(ret_digest + 8, h.high64);
+}
+
+void cr_sums_encode_header(uint8_t hdr[CR_SUMS_HDR_LEN], const uint8_t *digests, uint64_t nr)
+{
+	memset(hdr, 0, CR_SUMS_HDR_LEN);
+	memcpy(hdr, CR_SUMS_MAGIC, 8);
+	le32_put(hdr + 8, CR_SUMS_VERSION);
+	le32_put(hdr + 12, CR_SUMS_ALGO_XXH3);
+	le32_put(hdr + 16, (uint32_t)CR_PAGE_SIZE);
+	le64_put(hdr + 24, nr);
+	le64_put(hdr + 32, XXH3_64bits(digests, (size_t)nr * CR_SUMS_DIGEST_LEN));
+	le64_put(hdr + 40, XXH3_64bits(hdr, 40));
+}
+
+int cr_sums_decode(const uint8_t *buf, size_t len, const char *name, uint64_t *ret_nr,
+		   const uint8_t **ret_digests)
+{
+	uint64_t nr, bytes, want;
+
+	if (len < CR_SUMS_HDR_LEN || memcmp(buf, CR_SUMS_MAGIC, 8) != 0) {
+		cr_error("page digests '%s': not a pages.sums file (%zu bytes)", name, len);
+		return -EBADMSG;
+	}
+	/* The header checksum first: a flipped version byte is damage, not a new format. */
+	if (le64_get(buf + 40) != XXH3_64bits(buf, 40)) {
+		cr_error("page digests '%s': header checksum mismatch", name);
+		return -EBADMSG;
+	}
+	if (le32_get(buf + 8) != CR_SUMS_VERSION || le32_get(buf + 12) != CR_SUMS_ALGO_XXH3) {
+		cr_error("page digests '%s': version %u algorithm %u, this build reads version %u "
+			 "algorithm %u (XXH3-128)",
+			 name, le32_get(buf + 8), le32_get(buf + 12), CR_SUMS_VERSION,
+			 CR_SUMS_ALGO_XXH3);
+		return -EOPNOTSUPP;
+	}
+	nr = le64_get(buf + 24);
+	if (le32_get(buf + 16) != CR_PAGE_SIZE || le32_get(buf + 20) != 0 ||
+	    mul_overflows_u64(nr, CR_SUMS_DIGEST_LEN, &bytes) ||
+	    add_overflows_u64(bytes, CR_SUMS_HDR_LEN, &want) || want != len) {
+		cr_error("page digests '%s': header says %llu pages, file has %zu bytes", name,
+			 (unsigned long long)nr, len);
+		return -EBADMSG;
+	}
+	if (le64_get(buf + 32) != XXH3_64bits(buf + CR_SUMS_HDR_LEN, (size_t)bytes)) {
+		cr_error("page digests '%s': digest checksum mismatch", name);
+		return -EBADMSG;
+	}
+	*ret_nr = nr;
+	*ret_digests = buf + CR_SUMS_HDR_LEN;
+	return 0;
 }

@@ -27,6 +27,7 @@
 #ifndef CKPTFS_CR_IMAGE_H
 #define CKPTFS_CR_IMAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -130,6 +131,8 @@ struct cr_siginfo {
 #define CR_MAX_XSTATE (64u * 1024u)
 #define CR_MAX_AUXV   4096u
 #define CR_MAX_GROUPS 65536u
+/* SECBIT_* up to SECBIT_EXEC_DENY_INTERACTIVE_LOCKED (Linux 6.14). */
+#define CR_SECUREBITS_KNOWN 0xfffu
 
 struct cr_mm {
 	uint64_t start_code, end_code, start_data, end_data;
@@ -164,6 +167,14 @@ struct cr_task {
 	int32_t nice;
 	uint32_t no_new_privs;
 	uint64_t timer_slack_ns; /* 0: not recorded, keep the restorer's */
+	/* Capabilities and prctl state (CAPS record; has_caps 0 in images without one). */
+	uint32_t has_caps;
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb; /* bit N: capability N */
+	uint32_t securebits;				      /* PR_GET_SECUREBITS */
+	uint32_t dumpable;				      /* PR_GET_DUMPABLE: 0, 1 or 2 */
+	uint32_t pdeathsig;				      /* 0, or a signal 1..64 */
+	uint32_t child_subreaper;			      /* 0 or 1 */
+	uint32_t thp_disable; /* PR_GET_THP_DISABLE: bit 0 disabled, bit 1 except advised */
 
 	struct cr_mm mm;
 	uint8_t *auxv;
@@ -184,6 +195,13 @@ struct cr_image {
 	uint32_t root_pid;
 	uint32_t nr_tasks;
 	struct cr_task *tasks;
+	/* Informational: the image this one was dumped against (`dump --parent`), or NULL.
+	 * Restore never needs it (optional inventory record PARENT). */
+	char *parent;
+	/* Writer only: the directory is a ckptfs checkpoint that the caller seals, which makes
+	 * every file durable at once; the files are then not fsynced one by one (each close is
+	 * still checked: a mount nearly out of space reports a failed flush there). */
+	bool sync_by_seal;
 };
 
 struct cr_image *cr_image_new(void);
@@ -214,5 +232,36 @@ const char *cr_vma_kind_name(uint32_t kind);
 const char *cr_fd_kind_name(uint32_t kind);
 /* FNV-1a, for vDSO identity. */
 uint64_t cr_hash_bytes(const void *p, size_t len);
+
+/*
+ * task-PID/pages.sums: one digest per page of pages.img, in file order, so a later dump can
+ * find pages it need not write again (`ckptfs dump --parent`). Optional: restore never reads
+ * it and older images lack it. Layout (little-endian; see docs/image-format.md):
+ *
+ *   0   8  magic "CKPTSUMS"
+ *   8   4  version (1)
+ *   12  4  digest algorithm: 1 = XXH3-128, seed 0, of each 4096-byte page
+ *   16  4  page size (4096)
+ *   20  4  0
+ *   24  8  page count N
+ *   32  8  XXH3-64 of the N x 16 digest bytes
+ *   40  8  XXH3-64 of bytes 0..39
+ *   48  N x 16  digests: u64 low half, u64 high half
+ */
+#define CR_SUMS_MAGIC	   "CKPTSUMS"
+#define CR_SUMS_VERSION	   1
+#define CR_SUMS_ALGO_XXH3  1
+#define CR_SUMS_HDR_LEN	   48u
+#define CR_SUMS_DIGEST_LEN 16u
+
+/* The digest of one page, in its on-disk byte layout. */
+void cr_sums_digest(const void *page, uint8_t ret_digest[CR_SUMS_DIGEST_LEN]);
+/* Fills the header for nr digests (nr * 16 bytes at digests). */
+void cr_sums_encode_header(uint8_t hdr[CR_SUMS_HDR_LEN], const uint8_t *digests, uint64_t nr);
+/* Checks a whole pages.sums file held in buf; name is for messages. On success *ret_nr is
+ * the page count and *ret_digests points into buf. Damage: -EBADMSG; another version or
+ * algorithm: -EOPNOTSUPP. */
+int cr_sums_decode(const uint8_t *buf, size_t len, const char *name, uint64_t *ret_nr,
+		   const uint8_t **ret_digests);
 
 #endif

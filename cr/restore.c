@@ -6,8 +6,9 @@
  * tid addresses, signal state, timers, credentials; last the registers and xstate.
  *
  * Ordering: all signals stay blocked in the child while it is being rebuilt (pending signals
- * are queued meanwhile); the dumped mask goes in together with the registers. Credentials
- * come last because PR_SET_MM_MAP and chroot need the restorer's capabilities.
+ * are queued meanwhile); the dumped mask goes in together with the registers. Privileges
+ * (capabilities, securebits, ids, dumpable..., restore_creds.c) come last because
+ * PR_SET_MM_MAP and chroot need the restorer's capabilities.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -32,6 +34,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "cr/cr.h"
+#include "cr/creds_priv.h"
 #include "cr/error.h"
 #include "cr/fuse_priv.h"
 #include "cr/ptrace_priv.h"
@@ -261,6 +264,39 @@ static int memfd_in_child(struct restore_ctx *c, const struct cr_vma *v, int *re
 	return 0;
 }
 
+static bool is_memfd_vma(const struct cr_vma *v)
+{
+	return v->kind == CR_VMA_SHMEM && v->path && !strncmp(v->path, "/memfd:", 7) && v->ino;
+}
+
+/* The earliest VMA mapping the same memfd as VMA i (device and inode), or i itself. Those
+ * VMAs get one memfd again, and the dump saved each page of it once (dump_mm.c). */
+static uint32_t memfd_first_vma(const struct cr_task *t, uint32_t i)
+{
+	const struct cr_vma *v = &t->vmas[i];
+
+	for (uint32_t k = 0; k < i && is_memfd_vma(v); k++)
+		if (is_memfd_vma(&t->vmas[k]) && t->vmas[k].dev == v->dev &&
+		    t->vmas[k].ino == v->ino)
+			return k;
+	return i;
+}
+
+static int close_memfds(struct restore_ctx *c, const int *memfds)
+{
+	int ret = 0;
+
+	for (uint32_t i = 0; i < c->t->nr_vmas; i++) {
+		if (memfds[i] < 0 || memfd_first_vma(c->t, i) != i)
+			continue;
+		int r2 = inj(c, "close of a memfd", NULL, SYS_close, (uint64_t)memfds[i], 0, 0, 0,
+			     0, 0);
+		if (ret == 0)
+			ret = r2;
+	}
+	return ret;
+}
+
 static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 {
 	struct cr_task *t = c->t;
@@ -290,12 +326,19 @@ static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 			return ret;
 	}
 
+	/* Child fd of each memfd VMA's object, open until every VMA is mapped. */
+	_cleanup_free_ int *memfds = malloc((t->nr_vmas ? t->nr_vmas : 1) * sizeof(int));
+	if (!memfds)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < t->nr_vmas; i++)
+		memfds[i] = -1;
 	for (uint32_t i = 0; i < t->nr_vmas; i++) {
 		const struct cr_vma *v = &t->vmas[i];
 		uint64_t len = v->end - v->start;
 		uint32_t prot = v->prot;
 		uint64_t flags = MAP_FIXED | ((v->flags & CR_VMA_F_GROWSDOWN) ? MAP_GROWSDOWN : 0);
 		int fd = -1;
+		bool keep_fd = false;
 		char what[128];
 
 		snprintf(what, sizeof(what), "mapping %#" PRIx64 "-%#" PRIx64, v->start, v->end);
@@ -308,10 +351,25 @@ static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 			 */
 			prot |= PROT_WRITE;
 			flags |= MAP_SHARED;
-			if (v->path && !strncmp(v->path, "/memfd:", 7)) {
+			if (is_memfd_vma(v) && memfd_first_vma(t, i) != i) {
+				const struct cr_vma *first = &t->vmas[memfd_first_vma(t, i)];
+				if (first->size != v->size) {
+					cr_error("restoring pid %d: two mappings of one memfd "
+						 "(%#" PRIx64 ", %#" PRIx64
+						 ") disagree on its size",
+						 c->pid, first->start, v->start);
+					return -EBADMSG;
+				}
+				fd = memfds[memfd_first_vma(t, i)];
+				keep_fd = true;
+			} else if (v->path && !strncmp(v->path, "/memfd:", 7)) {
 				ret = memfd_in_child(c, v, &fd);
 				if (ret < 0)
 					return ret;
+				if (is_memfd_vma(v)) {
+					memfds[i] = fd;
+					keep_fd = true;
+				}
 			} else {
 				flags |= MAP_ANONYMOUS;
 			}
@@ -331,7 +389,7 @@ static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 		}
 		ret = inj(c, what, NULL, SYS_mmap, v->start, len, prot, flags,
 			  (uint64_t)(int64_t)fd, fd >= 0 ? v->pgoff : 0);
-		if (fd >= 0) {
+		if (fd >= 0 && !keep_fd) {
 			int r2 = inj(c, "close", NULL, SYS_close, (uint64_t)fd, 0, 0, 0, 0, 0);
 			if (ret == 0)
 				ret = r2;
@@ -339,19 +397,35 @@ static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 		if (ret < 0)
 			return ret;
 	}
-	return 0;
+	return close_memfds(c, memfds);
 }
 
 /*
- * pages.img is read by reader threads in RP_CHUNK pieces into a ring of RP_SLOTS chunks
- * while this thread fills the child from it, so a slow source (a FUSE daemon decompressing)
- * and the copy into the child overlap. Image offset o sits at ring offset o % ring size.
+ * Memory pages. pages.img holds the saved pages run after run (t->runs, sorted by address, each
+ * inside one vma: the image loader checked that). Two ways to get them into the child:
+ *
+ * - On a FUSE mount the child reads pages.img itself, with preadv() calls injected in RP_DIRECT
+ *   pieces, opened with O_DIRECT. The daemon's replies are then copied once, straight into the
+ *   child's pages: no page-cache pages to allocate, fill and reclaim, no second copy through
+ *   the restorer. With async direct I/O (the kernel's default for FUSE) one such read goes out
+ *   as many max_pages requests at once, so every daemon thread decodes, and all the CPU goes
+ *   to the daemon: a copy in the restorer would only compete with it for the same cores.
+ * - From a local file system the page cache is the source and copying is the whole work:
+ *   reader threads pread RP_CHUNK pieces into a ring of RP_SLOTS chunks while this thread
+ *   writes them into the child (process_vm_writev), so the copies run on two cores. Image
+ *   offset o sits at ring offset o % ring size.
  */
 #define RP_CHUNK     (8u << 20)
 #define RP_SLOTS     4
 #define RP_IOV_BATCH 512
-/* Readers in parallel: a FUSE daemon decompresses on several threads if asked in parallel. */
+/* Readers in parallel: two copies out of the page cache keep up with the filler. */
 #define RP_READERS 2
+/* One injected preadv: large, since the daemon idles while the child returns to us. */
+#define RP_DIRECT	 (128u << 20)
+#define RP_DIRECT_IOV	 1024 /* IOV_MAX */
+#define RP_DIRECT_IOV_AT 4096 /* scratch offset of the iovec array; the file name sits at 0 */
+/* FUSE_SUPER_MAGIC of linux/magic.h. */
+#define RP_FUSE_MAGIC 0x65735546
 
 struct page_reader {
 	int fd;
@@ -365,6 +439,7 @@ struct page_reader {
 	uint64_t read;		       /* every byte below this is in the ring */
 	uint64_t used;		       /* bytes the filler is done with */
 	int err;
+	uint64_t err_at; /* image offset where the first failed read stopped */
 	bool stop;
 };
 
@@ -372,6 +447,26 @@ struct rp_reader_arg {
 	struct page_reader *r;
 	unsigned int idx;
 };
+
+/* pread_full that also says how far it got, so an error names the offset that failed. */
+static int rp_pread(int fd, uint8_t *buf, size_t len, uint64_t off, uint64_t *ret_done)
+{
+	uint64_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			*ret_done = done;
+			return n < 0 ? -errno : -EBADMSG;
+		}
+		done += (uint64_t)n;
+	}
+	*ret_done = done;
+	return 0;
+}
 
 static void *rp_reader(void *arg)
 {
@@ -385,17 +480,19 @@ static void *rp_reader(void *arg)
 			pthread_cond_wait(&r->cond, &r->lock);
 			continue;
 		}
-		uint64_t at = r->claimed;
+		uint64_t at = r->claimed, done = 0;
 		size_t n = (size_t)MIN((uint64_t)RP_CHUNK, r->total - at);
 		r->claimed += n;
 		r->inflight[me] = at;
 		pthread_mutex_unlock(&r->lock);
-		int ret = pread_full(r->fd, r->buf + at % ring, n, at);
+		int ret = rp_pread(r->fd, r->buf + at % ring, n, at, &done);
 		pthread_mutex_lock(&r->lock);
 		r->inflight[me] = UINT64_MAX;
 		if (ret < 0) {
-			if (!r->err)
+			if (!r->err) {
 				r->err = ret;
+				r->err_at = at + done;
+			}
 			break;
 		}
 		uint64_t prefix = r->claimed;
@@ -431,13 +528,15 @@ static int rp_fill(struct restore_ctx *c, const uint8_t *src, const struct iovec
 	return 0;
 }
 
-/* Waits until the ring holds image bytes up to end; returns the reader's error if any. */
-static int rp_wait(struct page_reader *r, uint64_t end)
+/* Waits until the ring holds image bytes up to end; returns the readers' error if any, with
+ * the offset where it happened in ret_at. */
+static int rp_wait(struct page_reader *r, uint64_t end, uint64_t *ret_at)
 {
 	pthread_mutex_lock(&r->lock);
 	while (r->read < end && !r->err)
 		pthread_cond_wait(&r->cond, &r->lock);
 	int ret = r->read >= end ? 0 : r->err;
+	*ret_at = r->err_at;
 	pthread_mutex_unlock(&r->lock);
 	return ret;
 }
@@ -462,10 +561,11 @@ static int fill_pages(struct restore_ctx *c, struct page_reader *r, const char *
 		uint64_t va = t->runs[i].vaddr, left = t->runs[i].nr_pages * CR_PAGE_SIZE;
 		while (left) {
 			if (pos % RP_CHUNK == 0) {
-				ret = rp_wait(r, MIN(pos + RP_CHUNK, r->total));
+				uint64_t at;
+
+				ret = rp_wait(r, MIN(pos + RP_CHUNK, r->total), &at);
 				if (ret < 0) {
-					cr_error("reading '%s' at offset %" PRIu64 ": %s", path,
-						 pos,
+					cr_error("reading '%s' at offset %" PRIu64 ": %s", path, at,
 						 ret == -EBADMSG ? "truncated" : strerror(-ret));
 					return ret;
 				}
@@ -490,30 +590,21 @@ static int fill_pages(struct restore_ctx *c, struct page_reader *r, const char *
 	return 0;
 }
 
-static int restore_pages(struct restore_ctx *c)
+static int rp_ring(struct restore_ctx *c, int fd, const char *path)
 {
-	struct cr_task *t = c->t;
-	char path[PATH_MAX];
-	struct page_reader r = {.total = t->pages_total * CR_PAGE_SIZE};
+	struct page_reader r = {.fd = fd, .total = c->t->pages_total * CR_PAGE_SIZE};
+	struct rp_reader_arg args[RP_READERS];
 	pthread_t threads[RP_READERS];
+	unsigned int started = 0;
 	int ret = 0;
 
-	snprintf(path, sizeof(path), "%s/task-%u/pages.img", c->dir, t->pid);
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		cr_error("image file '%s': %s", path, strerror(errno));
-		return -errno;
-	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	r.fd = fd;
 	r.buf = mmap(NULL, (size_t)RP_CHUNK * RP_SLOTS, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (r.buf == MAP_FAILED)
 		return -ENOMEM;
 	pthread_mutex_init(&r.lock, NULL);
 	pthread_cond_init(&r.cond, NULL);
-	struct rp_reader_arg args[RP_READERS];
-	unsigned int started = 0;
 	for (unsigned int i = 0; i < RP_READERS; i++)
 		r.inflight[i] = UINT64_MAX;
 	for (; started < RP_READERS; started++) {
@@ -532,8 +623,221 @@ static int restore_pages(struct restore_ctx *c)
 	pthread_mutex_unlock(&r.lock);
 	for (unsigned int i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
+	pthread_cond_destroy(&r.cond);
+	pthread_mutex_destroy(&r.lock);
+	munmap(r.buf, (size_t)RP_CHUNK * RP_SLOTS);
+	return ret;
+}
+
+/* Sets the protection of every vma holding saved pages: for the fill (writable) or back to its
+ * own afterwards. Shared memory is skipped: restore_layout maps it writable and
+ * restore_pages sets it back, pages or not. */
+static int rp_protect_filled(struct restore_ctx *c, bool for_fill)
+{
+	const struct cr_task *t = c->t;
+	uint64_t ri = 0;
+
+	for (uint32_t i = 0; i < t->nr_vmas; i++) {
+		const struct cr_vma *v = &t->vmas[i];
+		uint32_t prot = for_fill ? v->prot | PROT_READ | PROT_WRITE : v->prot;
+		int ret;
+
+		while (ri < t->nr_runs && t->runs[ri].vaddr < v->start)
+			ri++;
+		if (ri == t->nr_runs || t->runs[ri].vaddr >= v->end || (v->prot & PROT_WRITE) ||
+		    v->kind == CR_VMA_SHMEM)
+			continue;
+		ret = inj(c,
+			  for_fill ? "mprotect for the page fill" : "mprotect after the page fill",
+			  NULL, SYS_mprotect, v->start, v->end - v->start, prot, 0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* The iovecs that cover bytes [skip, skip + len) of iov[0..n), into out; returns how many. */
+static int rp_iov_slice(const struct iovec *iov, int n, uint64_t skip, uint64_t len,
+			struct iovec *out)
+{
+	int k = 0;
+
+	for (int i = 0; i < n && len; i++) {
+		uint64_t l = iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		l = MIN(l - skip, len);
+		out[k++] = (struct iovec){(uint8_t *)iov[i].iov_base + skip, (size_t)l};
+		len -= l;
+		skip = 0;
+	}
+	return k;
+}
+
+/* The child preadv()s image bytes [off, off + len) into iov[0..n) (changed on the way), going
+ * on after short reads. Returns an injection failure; the read's own outcome is ret_err (0,
+ * -errno, -EBADMSG at the end of the file) with the bytes read before it in ret_done. */
+static int rp_direct_pread(struct restore_ctx *c, int cfd, struct iovec *iov, int n, uint64_t off,
+			   uint64_t len, int *ret_err, uint64_t *ret_done)
+{
+	uint64_t done = 0;
+	int first = 0, ret;
+
+	*ret_err = 0;
+	while (done < len) {
+		uint64_t a;
+		int64_t rv;
+
+		ret = put_scratch(c, RP_DIRECT_IOV_AT, iov + first,
+				  (size_t)(n - first) * sizeof(*iov), &a);
+		if (ret < 0)
+			return ret;
+		/* x86_64 preadv takes the whole offset in its fourth argument. */
+		ret = inject_call(c->pid, c->tramp, &c->base, &rv, SYS_preadv, (uint64_t)cfd, a,
+				  (uint64_t)(n - first), off + done, 0, 0);
+		if (ret < 0)
+			return ret;
+		if (rv == -EINTR)
+			continue;
+		if (rv <= 0) {
+			*ret_err = rv == 0 ? -EBADMSG : (int)rv;
+			break;
+		}
+		done += (uint64_t)rv;
+		for (uint64_t k = (uint64_t)rv; k && first < n;) {
+			if (k >= iov[first].iov_len) {
+				k -= iov[first].iov_len;
+				first++;
+			} else {
+				iov[first].iov_base = (uint8_t *)iov[first].iov_base + k;
+				iov[first].iov_len -= k;
+				k = 0;
+			}
+		}
+	}
+	*ret_done = done;
+	return 0;
+}
+
+/* Reads image bytes [off, off + len) into the child's ranges iov[0..n), len bytes in all. */
+static int rp_direct_read(struct restore_ctx *c, int cfd, const char *path, const struct iovec *iov,
+			  int n, uint64_t off, uint64_t len)
+{
+	static const uint64_t steps[] = {1u << 20, CR_PAGE_SIZE};
+	struct iovec tmp[RP_DIRECT_IOV];
+	uint64_t done, from, to;
+	int err, ret;
+
+	ret = rp_direct_pread(c, cfd, tmp, rp_iov_slice(iov, n, 0, len, tmp), off, len, &err,
+			      &done);
+	if (ret < 0 || err == 0)
+		return ret;
+	/* A failed piece fails a whole async direct read, not just its own bytes: read again
+	 * in smaller steps to name the page that fails. */
+	from = done;
+	to = len;
+	for (size_t i = 0; i < ARRAY_SIZE(steps) && err != -EBADMSG; i++) {
+		uint64_t p;
+
+		for (p = from; p < to; p += steps[i]) {
+			uint64_t l = MIN(steps[i], to - p), d;
+			int e;
+
+			ret = rp_direct_pread(c, cfd, tmp, rp_iov_slice(iov, n, p, l, tmp), off + p,
+					      l, &e, &d);
+			if (ret < 0)
+				return ret;
+			if (e) {
+				err = e;
+				from = p + d;
+				to = p + l;
+				break;
+			}
+		}
+		if (p >= to)
+			break; /* it did not fail again: keep the offset we have */
+	}
+	cr_error("reading '%s' at offset %" PRIu64 ": %s", path, off + from,
+		 err == -EBADMSG ? "truncated" : strerror(-err));
+	return err;
+}
+
+static int rp_direct_fill(struct restore_ctx *c, int cfd, const char *path)
+{
+	const struct cr_task *t = c->t;
+	struct iovec iov[RP_DIRECT_IOV];
+	uint64_t pos = 0, batch_at = 0;
+	int n = 0, ret;
+
+	for (uint64_t i = 0; i < t->nr_runs; i++) {
+		uint64_t va = t->runs[i].vaddr, left = t->runs[i].nr_pages * CR_PAGE_SIZE;
+
+		while (left) {
+			uint64_t seg = MIN(left, RP_DIRECT - (pos - batch_at));
+
+			iov[n++] = (struct iovec){(void *)(uintptr_t)va, (size_t)seg};
+			pos += seg;
+			va += seg;
+			left -= seg;
+			if (pos - batch_at == RP_DIRECT || n == RP_DIRECT_IOV) {
+				ret = rp_direct_read(c, cfd, path, iov, n, batch_at,
+						     pos - batch_at);
+				if (ret < 0)
+					return ret;
+				n = 0;
+				batch_at = pos;
+			}
+		}
+	}
+	return n ? rp_direct_read(c, cfd, path, iov, n, batch_at, pos - batch_at) : 0;
+}
+
+/* The child reads pages.img itself (fd is the restorer's, on a FUSE mount). */
+static int rp_direct(struct restore_ctx *c, int fd, const char *path)
+{
+	char self[64];
+	int cfd, ret, ret2;
+
+	/* The child opens the restorer's own file again, through /proc: no path lookup that
+	 * could find another file, and O_DIRECT for the reasons above. */
+	snprintf(self, sizeof(self), "/proc/%d/fd/%d", (int)getpid(), fd);
+	ret = open_in_child(c, self, O_RDONLY | O_DIRECT, &cfd);
+	if (ret < 0) {
+		cr_error("restoring pid %d: opening '%s' in the new process: %s", c->pid, path,
+			 strerror(-ret));
+		return ret;
+	}
+	ret = rp_protect_filled(c, true);
+	if (ret == 0)
+		ret = rp_direct_fill(c, cfd, path);
+	if (ret == 0)
+		ret = rp_protect_filled(c, false);
+	ret2 = inj(c, "close", NULL, SYS_close, (uint64_t)cfd, 0, 0, 0, 0, 0);
+	return ret < 0 ? ret : ret2;
+}
+
+static int restore_pages(struct restore_ctx *c)
+{
+	struct cr_task *t = c->t;
+	char path[PATH_MAX];
+	struct statfs sfs;
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/task-%u/pages.img", c->dir, t->pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		cr_error("image file '%s': %s", path, strerror(errno));
+		return -errno;
+	}
+	if (fstatfs(fd, &sfs) == 0 && sfs.f_type == RP_FUSE_MAGIC)
+		ret = rp_direct(c, fd, path);
+	else
+		ret = rp_ring(c, fd, path);
 	if (ret < 0)
-		goto out_unmap;
+		return ret;
 
 	/* Shared memory was mapped writable to be filled; give it its own protection back. */
 	for (uint32_t i = 0; i < t->nr_vmas; i++) {
@@ -543,13 +847,9 @@ static int restore_pages(struct restore_ctx *c)
 		ret = inj(c, "mprotect", NULL, SYS_mprotect, v->start, v->end - v->start, v->prot,
 			  0, 0, 0);
 		if (ret < 0)
-			goto out_unmap;
+			return ret;
 	}
-out_unmap:
-	pthread_cond_destroy(&r.cond);
-	pthread_mutex_destroy(&r.lock);
-	munmap(r.buf, (size_t)RP_CHUNK * RP_SLOTS);
-	return ret;
+	return 0;
 }
 
 static int restore_mm_fields(struct restore_ctx *c)
@@ -711,31 +1011,18 @@ static int restore_task_state(struct restore_ctx *c)
 	}
 	if (setpriority(PRIO_PROCESS, (id_t)c->pid, t->nice) < 0)
 		log_warn("pid %d: cannot restore nice %d: %s", c->pid, t->nice, strerror(errno));
-	if (t->no_new_privs) {
-		ret = inj(c, "PR_SET_NO_NEW_PRIVS", NULL, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0,
-			  0, 0);
-		if (ret < 0)
-			return ret;
-	}
 
 	restore_rlimits(c);
-	/* Credentials last: everything above needed the restorer's capabilities. */
-	bool same = t->uids[0] == getuid() && t->uids[1] == geteuid() && t->gids[0] == getgid() &&
-		    t->gids[1] == getegid();
-	if (!same || t->nr_groups) {
-		ret = put_scratch(c, 0, t->groups, (size_t)t->nr_groups * 4, &a);
-		if (ret == 0)
-			ret = inj(c, "setgroups", NULL, SYS_setgroups, t->nr_groups, a, 0, 0, 0, 0);
-		if (ret == 0)
-			ret = inj(c, "setresgid", NULL, SYS_setresgid, t->gids[0], t->gids[1],
-				  t->gids[2], 0, 0, 0);
-		if (ret == 0)
-			ret = inj(c, "setresuid", NULL, SYS_setresuid, t->uids[0], t->uids[1],
-				  t->uids[2], 0, 0, 0);
-		if (ret < 0)
-			return ret;
-	}
-	return 0;
+	/* Privileges last: everything above needed the restorer's capabilities. */
+	struct creds_target ct = {
+		.pid = c->pid,
+		.syscall_ip = c->tramp,
+		.base = &c->base,
+		.memfd = c->memfd,
+		.scratch = c->tramp + SCRATCH_OFF,
+		.scratch_len = c->tramp_len - SCRATCH_OFF,
+	};
+	return restore_creds_apply(&ct, t);
 }
 
 /* Final step: unmap the trampoline and, at that syscall's exit stop, become the dumped task. */
@@ -812,6 +1099,9 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 	if (ret < 0)
 		goto out;
 	ret = check_vdso(t, &vdso_base);
+	if (ret < 0)
+		goto out;
+	ret = restore_creds_check(t, opts->detach);
 	if (ret < 0)
 		goto out;
 	if (kill((pid_t)t->pid, 0) == 0 || errno != ESRCH) {

@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: MIT
 /* show.c - human and JSON summaries of a checkpoint image (parsed and validated first). */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "common/util.h"
 #include "cr/cr.h"
 #include "cr/error.h"
 #include "cr/fuse_priv.h"
@@ -44,10 +49,56 @@ static uint64_t vma_saved_pages(const struct cr_task *t, const struct cr_vma *v)
 	return n;
 }
 
-static void show_human(const struct cr_image *img, FILE *out)
+/* What a task's optional pages.sums says: ok, absent, or why it is unusable. */
+enum sums_state { SUMS_OK, SUMS_ABSENT, SUMS_BAD };
+
+static enum sums_state task_sums(const char *dir, uint32_t pid, uint64_t pages, char *why,
+				 size_t why_len)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	uint64_t nr;
+	const uint8_t *digests;
+
+	snprintf(path, sizeof(path), "%s/task-%u/pages.sums", dir, pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return SUMS_ABSENT;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		snprintf(why, why_len, "%s", strerror(errno));
+		return SUMS_BAD;
+	}
+	/* At most the digests of every page the image claims, plus the header. */
+	if (!S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size != CR_SUMS_HDR_LEN + pages * CR_SUMS_DIGEST_LEN) {
+		snprintf(why, why_len, "%lld bytes, expected %" PRIu64 " for %" PRIu64 " pages",
+			 (long long)st.st_size, CR_SUMS_HDR_LEN + pages * CR_SUMS_DIGEST_LEN,
+			 pages);
+		return SUMS_BAD;
+	}
+	_cleanup_free_ uint8_t *buf = malloc((size_t)st.st_size);
+	if (!buf) {
+		snprintf(why, why_len, "%s", strerror(ENOMEM));
+		return SUMS_BAD;
+	}
+	int ret = pread_full(fd, buf, (size_t)st.st_size, 0);
+	if (ret == 0)
+		ret = cr_sums_decode(buf, (size_t)st.st_size, path, &nr, &digests);
+	if (ret < 0) {
+		snprintf(why, why_len, "%s",
+			 ret == -EBADMSG || ret == -EOPNOTSUPP ? cr_error_last() : strerror(-ret));
+		cr_error_clear();
+		return SUMS_BAD;
+	}
+	return SUMS_OK;
+}
+
+static void show_human(const struct cr_image *img, const char *dir, FILE *out)
 {
 	fprintf(out, "image format version %u, %u task(s), root pid %u\n", img->version,
 		img->nr_tasks, img->root_pid);
+	if (img->parent)
+		fprintf(out, "dumped against parent %s (restore does not need it)\n", img->parent);
 	for (uint32_t k = 0; k < img->nr_tasks; k++) {
 		const struct cr_task *t = &img->tasks[k];
 		char pb[5];
@@ -64,6 +115,18 @@ static void show_human(const struct cr_image *img, FILE *out)
 			t->sigmask, t->nr_siginfos, t->rseq_addr);
 		fprintf(out, "  memory: %u mappings, %" PRIu64 " pages saved (%" PRIu64 " KiB)\n",
 			t->nr_vmas, t->pages_total, t->pages_total * 4);
+		char why[512] = "";
+		switch (task_sums(dir, t->pid, t->pages_total, why, sizeof(why))) {
+		case SUMS_OK:
+			fprintf(out, "  page digests: pages.sums, XXH3-128 (usable as --parent)\n");
+			break;
+		case SUMS_ABSENT:
+			fprintf(out, "  page digests: none (not usable as --parent)\n");
+			break;
+		case SUMS_BAD:
+			fprintf(out, "  page digests: damaged, not usable as --parent: %s\n", why);
+			break;
+		}
 		for (uint32_t i = 0; i < t->nr_vmas; i++) {
 			const struct cr_vma *v = &t->vmas[i];
 			fprintf(out,
@@ -91,12 +154,18 @@ static void show_human(const struct cr_image *img, FILE *out)
 	}
 }
 
-static void show_json(const struct cr_image *img, FILE *out)
+static void show_json(const struct cr_image *img, const char *dir, FILE *out)
 {
-	fprintf(out, "{\"version\":%u,\"root_pid\":%u,\"tasks\":[", img->version, img->root_pid);
+	fprintf(out, "{\"version\":%u,\"root_pid\":%u,\"parent\":", img->version, img->root_pid);
+	if (img->parent)
+		json_str(out, img->parent);
+	else
+		fputs("null", out);
+	fprintf(out, ",\"tasks\":[");
 	for (uint32_t k = 0; k < img->nr_tasks; k++) {
 		const struct cr_task *t = &img->tasks[k];
-		char pb[5];
+		static const char *const sums_name[] = {"ok", "absent", "damaged"};
+		char pb[5], why[512];
 		fprintf(out,
 			"%s{\"pid\":%u,\"ppid\":%u,\"pgid\":%u,\"sid\":%u,\"comm\":", k ? "," : "",
 			t->pid, t->ppid, t->pgid, t->sid);
@@ -108,9 +177,10 @@ static void show_json(const struct cr_image *img, FILE *out)
 		fprintf(out,
 			",\"uid\":%u,\"gid\":%u,\"umask\":%u,\"sigmask\":%" PRIu64
 			",\"pending_signals\":%u,\"xstate_bytes\":%u,\"pages\":%" PRIu64
-			",\"rip\":%" PRIu64 ",\"vmas\":[",
+			",\"rip\":%" PRIu64 ",\"page_digests\":\"%s\",\"vmas\":[",
 			t->uids[0], t->gids[0], t->umask, t->sigmask, t->nr_siginfos, t->xstate_len,
-			t->pages_total, t->regs[16]);
+			t->pages_total, t->regs[16],
+			sums_name[task_sums(dir, t->pid, t->pages_total, why, sizeof(why))]);
 		for (uint32_t i = 0; i < t->nr_vmas; i++) {
 			const struct cr_vma *v = &t->vmas[i];
 			fprintf(out,
@@ -153,9 +223,9 @@ int cr_show(const char *dir, bool json, FILE *out)
 	if (ret < 0)
 		return ret;
 	if (json)
-		show_json(img, out);
+		show_json(img, dir, out);
 	else
-		show_human(img, out);
+		show_human(img, dir, out);
 	cr_image_free(img);
 	return 0;
 }

@@ -15,6 +15,9 @@
 #include "common/util.h"
 #include "cr/image.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 static int failures;
 
 #define CHECK(cond)                                                                                \
@@ -63,6 +66,17 @@ static void fill_task(struct cr_task *t)
 	t->nice = -3;
 	t->no_new_privs = 1;
 	t->timer_slack_ns = 50000;
+	t->has_caps = 1;
+	t->cap_inh = 0x400;
+	t->cap_prm = 0x1521;
+	t->cap_eff = 0x420;
+	t->cap_bnd = 0x1ffd6bfdfffULL;
+	t->cap_amb = 0x400;
+	t->securebits = 0x13;
+	t->dumpable = 2;
+	t->pdeathsig = 28;
+	t->child_subreaper = 1;
+	t->thp_disable = 3;
 	t->cwd = strdup("/tmp/work dir");
 	t->root = strdup("/");
 	t->exe = strdup("/usr/bin/python3");
@@ -163,6 +177,10 @@ static void test_round_trip(const struct cr_image *src)
 	CHECK(b->nr_groups == 2 && b->groups[1] == 100 && b->uids[1] == 1000 && b->gids[2] == 100);
 	CHECK(!strcmp(b->cwd, a->cwd) && !strcmp(b->exe, a->exe) && !strcmp(b->root, "/"));
 	CHECK(b->nice == -3 && b->no_new_privs == 1 && b->timer_slack_ns == 50000);
+	CHECK(b->has_caps == 1 && b->cap_inh == a->cap_inh && b->cap_prm == a->cap_prm &&
+	      b->cap_eff == a->cap_eff && b->cap_bnd == a->cap_bnd && b->cap_amb == a->cap_amb);
+	CHECK(b->securebits == 0x13 && b->dumpable == 2 && b->pdeathsig == 28 &&
+	      b->child_subreaper == 1 && b->thp_disable == 3);
 	CHECK(b->nr_siginfos == 1 && b->siginfos[0].shared == 1 &&
 	      le32_get(b->siginfos[0].info) == 12);
 	CHECK(!memcmp(&b->mm, &a->mm, sizeof(a->mm)));
@@ -290,6 +308,49 @@ static void test_directory(const struct cr_image *img)
 	close(dfd);
 }
 
+/* The optional PARENT inventory record round-trips; every prefix and header flip of
+ * pages.sums is refused, and a good one decodes to its digests. */
+static void test_parent_and_sums(struct cr_image *img)
+{
+	struct cr_image *dst = cr_image_new();
+	uint8_t *buf;
+	size_t len;
+
+	img->parent = strdup("/mnt/ckpt/job-1");
+	CHECK(cr_image_encode(img, NULL, CR_FILE_INVENTORY, &buf, &len) == 0);
+	CHECK(cr_image_decode(dst, NULL, CR_FILE_INVENTORY, buf, len, "inv") == 0);
+	CHECK(dst->parent && !strcmp(dst->parent, "/mnt/ckpt/job-1") && dst->root_pid == 4242);
+	free(buf);
+	cr_image_free(dst);
+	free(img->parent);
+	img->parent = NULL;
+
+	enum { NR = 3 };
+	uint8_t file[CR_SUMS_HDR_LEN + NR * CR_SUMS_DIGEST_LEN], page[4096];
+	const uint8_t *digests;
+	uint64_t nr;
+	for (int i = 0; i < NR; i++) {
+		memset(page, 'a' + i, sizeof(page));
+		cr_sums_digest(page, file + CR_SUMS_HDR_LEN + i * CR_SUMS_DIGEST_LEN);
+	}
+	CHECK(memcmp(file + CR_SUMS_HDR_LEN, file + CR_SUMS_HDR_LEN + CR_SUMS_DIGEST_LEN,
+		     CR_SUMS_DIGEST_LEN) != 0);
+	cr_sums_encode_header(file, file + CR_SUMS_HDR_LEN, NR);
+	CHECK(cr_sums_decode(file, sizeof(file), "sums", &nr, &digests) == 0);
+	CHECK(nr == NR && digests == file + CR_SUMS_HDR_LEN);
+	for (size_t cut = 0; cut < sizeof(file); cut++)
+		CHECK(cr_sums_decode(file, cut, "sums", &nr, &digests) == -EBADMSG);
+	for (size_t i = 0; i < sizeof(file); i++) {
+		file[i] ^= 0x40;
+		CHECK(cr_sums_decode(file, sizeof(file), "sums", &nr, &digests) < 0);
+		file[i] ^= 0x40;
+	}
+	/* A newer version with a valid header checksum is "unsupported", not damage. */
+	le32_put(file + 8, CR_SUMS_VERSION + 1);
+	le64_put(file + 40, XXH3_64bits(file, 40));
+	CHECK(cr_sums_decode(file, sizeof(file), "sums", &nr, &digests) == -EOPNOTSUPP);
+}
+
 int main(void)
 {
 	struct cr_image *img = cr_image_new();
@@ -301,6 +362,7 @@ int main(void)
 	test_damage(img);
 	test_validation(img);
 	test_directory(img);
+	test_parent_and_sums(img);
 	cr_image_free(img);
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);

@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "fs/defer_pass.h"
 #include "fs/fs.h"
 #include "fs/fs_priv.h"
 
@@ -45,6 +46,11 @@ static void fsop_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* One big O_DIRECT read (the restorer's) goes out as several max_write-sized requests at
+	 * once, so the worker threads decode its pieces in parallel. libfuse asks for it by
+	 * default; said here because restore speed depends on it. */
+	if (conn->capable & FUSE_CAP_ASYNC_DIO)
+		conn->want |= FUSE_CAP_ASYNC_DIO;
 	log_debug("fuse connection: protocol %u.%u, max_write %u, max_readahead %u",
 		  conn->proto_major, conn->proto_minor, conn->max_write, conn->max_readahead);
 }
@@ -89,6 +95,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.release = fsop_release,
 	.fsync = fsop_fsync,
 	.fallocate = fsop_fallocate,
+	.copy_file_range = fsop_copy_file_range,
 	.setxattr = fsop_setxattr,
 	.getxattr = fsop_getxattr,
 	.listxattr = fsop_listxattr,
@@ -186,6 +193,7 @@ static int serve(const char *store_path, const char *mountpoint, const struct fs
 	_cleanup_free_ char *fsname = NULL;
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct fuse_session *se = NULL;
+	struct defer_pass *pass = NULL;
 	struct fs_ctx ctx;
 	int r;
 
@@ -244,6 +252,11 @@ static int serve(const char *store_path, const char *mountpoint, const struct fs
 		}
 		notify_parent(&status_fd, 0);
 	}
+	/* Compresses what busy flushes stored raw, once writes are idle (not fatal if absent). */
+	if (defer_pass_start(ctx.store, store_path, &pass) < 0)
+		log_warn("store '%s': running without the background compression pass; "
+			 "'ckptfs gc' compresses deferred chunks",
+			 store_path);
 
 	loop_cfg = fuse_loop_cfg_create();
 	if (!loop_cfg) {
@@ -265,6 +278,7 @@ static int serve(const char *store_path, const char *mountpoint, const struct fs
 	log_info("store '%s': unmounting from '%s'", store_path, mountpoint);
 
 out_unmount:
+	defer_pass_stop(pass);
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

@@ -117,6 +117,11 @@ void fsop_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_i
 void fsop_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 		    struct fuse_file_info *fi);
 
+/* fsops_copy.c */
+void fsop_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			  struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			  struct fuse_file_info *fi_out, size_t len, int flags);
+
 /* fsops_xattr.c */
 void fsop_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
 		   int flags);

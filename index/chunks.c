@@ -376,26 +376,96 @@ static uint8_t *thread_span(void)
 	return p;
 }
 
+/*
+ * Where the next record probably is, and a window of pack bytes read ahead from there. A dump
+ * writes its chunks to a pack in file order, and a later dump that shares them reads them in
+ * that same order: once one chunk's record is found, the next chunk of the file is most
+ * likely the very next record. Its header must carry the file map's id and the record must
+ * verify like any other (it decodes and hashes to that id under the store's secret), so a
+ * record found this way is that chunk, wherever the index points; when the guess fails the
+ * index is asked. The window starts small after each failed guess and doubles with every
+ * refill that a successful guess needed, so the file's pages that break the order (changed in
+ * a later dump) do not cost a big read each.
+ */
+#define GUESS_MIN_SPAN (16u << 10)
+
+struct read_guess {
+	uint8_t *span; /* READ_SPAN bytes */
+	uint32_t pack; /* span holds pack bytes [span_off, span_off + span_len) */
+	uint64_t span_off, span_len;
+	uint32_t want; /* how much the next refill reads */
+	bool valid;    /* next_off in pack is a guess */
+	uint64_t next_off;
+};
+
+/* Makes the window hold pack bytes [off, off + len) of the guessed pack; false if it cannot. */
+static bool guess_fill(struct store *s, struct read_guess *g, uint64_t off, uint64_t len)
+{
+	uint64_t want = MAX((uint64_t)g->want, len);
+	ssize_t got;
+	int fd;
+
+	if (off >= g->span_off && off + len <= g->span_off + g->span_len)
+		return true;
+	if (pack_fd_get(s, g->pack, &fd) < 0)
+		return false;
+	got = pread(fd, g->span, want, (off_t)off);
+	pthread_rwlock_unlock(&s->fds_lock);
+	if (got < 0) {
+		g->span_len = 0;
+		return false;
+	}
+	g->span_off = off;
+	g->span_len = (uint64_t)got;
+	g->want = (uint32_t)MIN((uint64_t)g->want * 2, (uint64_t)READ_SPAN);
+	return len <= g->span_len;
+}
+
+/* Reads chunk id from the guessed location into page; false when the guess is wrong (or that
+ * record is bad: the caller's index path then reads it and reports). */
+static bool guess_read(struct store *s, struct read_guess *g, const struct chunk_id *id, void *page)
+{
+	const uint8_t *rec;
+	uint32_t desc;
+
+	if (!g->valid || !guess_fill(s, g, g->next_off, PACK_REC_HDR_LEN))
+		goto miss;
+	rec = g->span + (g->next_off - g->span_off);
+	if (memcmp(rec, id->b, STORE_CHUNK_ID_LEN) != 0)
+		goto miss;
+	desc = le32_get(rec + STORE_CHUNK_ID_LEN);
+	if (pack_desc_len(desc) > STORE_CHUNK_SIZE ||
+	    !guess_fill(s, g, g->next_off, rec_bytes(desc)))
+		goto miss;
+	rec = g->span + (g->next_off - g->span_off);
+	if (pack_check_record(rec, g->pack, g->next_off, desc, id, s->secret, page) < 0)
+		goto miss;
+	g->next_off += rec_bytes(desc);
+	return true;
+miss:
+	g->want = GUESS_MIN_SPAN;
+	return false;
+}
+
 int store_read_chunks(struct store *s, struct idx_txn *txn, uint64_t ino, struct chunk_req *reqs,
 		      size_t n)
 {
-	_cleanup_free_ struct chunk_loc *locs = NULL;
-	_cleanup_free_ struct chunk_id *ids = NULL;
-	uint8_t *span = NULL;
+	struct read_guess g = {.want = GUESS_MIN_SPAN};
 	uint64_t cur_block = UINT64_MAX;
 	const uint8_t *fmap = NULL;
 	size_t fmap_len = 0;
 	char hex[CHUNK_ID_HEX_LEN];
 	int r;
 
-	locs = malloc(MAX(n, 1) * sizeof(*locs));
-	ids = malloc(MAX(n, 1) * sizeof(*ids));
-	if (!locs || !ids)
+	g.span = thread_span();
+	if (!g.span)
 		return -ENOMEM;
-	/* One file-map lookup per block, one chunk lookup per chunk. */
 	for (size_t i = 0; i < n; i++) {
 		uint64_t block = reqs[i].idx / FMAP_SLOTS, slot = reqs[i].idx % FMAP_SLOTS;
+		struct chunk_id id;
+		struct chunk_loc loc;
 
+		/* One file-map lookup per block. */
 		if (block != cur_block) {
 			uint8_t k[FMAP_KEY_LEN];
 			const void *v;
@@ -412,66 +482,29 @@ int store_read_chunks(struct store *s, struct idx_txn *txn, uint64_t ino, struct
 			}
 			cur_block = block;
 		}
-		memset(ids[i].b, 0, STORE_CHUNK_ID_LEN);
+		memset(id.b, 0, STORE_CHUNK_ID_LEN);
 		if (fmap && (slot + 1) * STORE_CHUNK_ID_LEN <= fmap_len)
-			memcpy(ids[i].b, fmap + slot * STORE_CHUNK_ID_LEN, STORE_CHUNK_ID_LEN);
-		if (chunk_id_is_null(&ids[i])) {
+			memcpy(id.b, fmap + slot * STORE_CHUNK_ID_LEN, STORE_CHUNK_ID_LEN);
+		if (chunk_id_is_null(&id)) {
 			memset(reqs[i].dst, 0, STORE_CHUNK_SIZE);
-			locs[i].desc = 0;
 			continue;
 		}
-		r = chunk_lookup(txn, &ids[i], &locs[i]);
+		if (guess_read(s, &g, &id, reqs[i].dst))
+			continue;
+		r = chunk_lookup(txn, &id, &loc);
 		if (r == -ENOENT)
 			return store_error(-EIO, "inode %llu: chunk %s is not in the index",
-					   (unsigned long long)ino, chunk_id_to_hex(ids[i].b, hex));
+					   (unsigned long long)ino, chunk_id_to_hex(id.b, hex));
 		if (r < 0)
 			return r;
-	}
-	/* Records written together sit back to back in a pack: read such runs in one pread. */
-	for (size_t i = 0; i < n;) {
-		size_t j = i + 1;
-		uint64_t end;
-		int fd;
-
-		if (!locs[i].desc) {
-			i++;
-			continue;
-		}
-		end = locs[i].off + rec_bytes(locs[i].desc);
-		while (j < n && locs[j].desc && locs[j].pack == locs[i].pack &&
-		       locs[j].off == end &&
-		       end + rec_bytes(locs[j].desc) - locs[i].off <= READ_SPAN) {
-			end += rec_bytes(locs[j].desc);
-			j++;
-		}
-		if (j - i == 1) {
-			r = read_chunk_verified(s, &locs[i], &ids[i], ino, reqs[i].dst);
-			if (r < 0)
-				return r;
-			i = j;
-			continue;
-		}
-		if (!span) {
-			span = thread_span();
-			if (!span)
-				return -ENOMEM;
-		}
-		r = pack_fd_get(s, locs[i].pack, &fd);
-		if (r >= 0) {
-			r = pread_full(fd, span, end - locs[i].off, locs[i].off);
-			pthread_rwlock_unlock(&s->fds_lock);
-		}
-		for (size_t k = i; k < j; k++) {
-			/* Anything odd (short pack, bad record): the careful path decides. */
-			if (r < 0 || pack_check_record(span + (locs[k].off - locs[i].off),
-						       locs[k].pack, locs[k].off, locs[k].desc,
-						       &ids[k], s->secret, reqs[k].dst) < 0) {
-				int q = read_chunk_verified(s, &locs[k], &ids[k], ino, reqs[k].dst);
-				if (q < 0)
-					return q;
-			}
-		}
-		i = j;
+		r = read_chunk_verified(s, &loc, &id, ino, reqs[i].dst);
+		if (r < 0)
+			return r;
+		if (g.pack != loc.pack)
+			g.span_len = 0;
+		g.pack = loc.pack;
+		g.next_off = loc.off + rec_bytes(loc.desc);
+		g.valid = true;
 	}
 	return 0;
 }

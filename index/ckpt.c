@@ -784,15 +784,18 @@ int store_df(struct store *s, struct store_df *ret_df)
 		goto out;
 	for (r = idx_cursor_seek(c, NULL, 0, &key, &klen, &val, &vlen); r >= 0;
 	     r = idx_cursor_next(c, &key, &klen, &val, &vlen)) {
-		uint32_t bytes;
+		uint32_t bytes, desc;
 
 		if (vlen != CHUNK_VAL_LEN)
 			continue;
-		bytes = PACK_REC_HDR_LEN + pack_desc_len(le32_get((const uint8_t *)val + 12));
+		desc = le32_get((const uint8_t *)val + 12);
+		bytes = PACK_REC_HDR_LEN + pack_desc_len(desc);
 		if (le64_get((const uint8_t *)val + 16) > 0) {
 			df.nchunks++;
 			df.referenced_raw += STORE_CHUNK_SIZE;
 			df.stored_bytes += bytes;
+			if (pack_desc_codec(desc) == PACK_CODEC_DEFER)
+				df.deferred_bytes += bytes;
 		} else {
 			df.garbage_bytes += bytes;
 		}

@@ -4,6 +4,16 @@
  * and append new chunks to this process's pack, fdatasync, then ONE index transaction per
  * inode flush (file map, refcounts, new chunk locations, size/mtime). Also the background
  * flusher thread that keeps hashing and compression off the writer's path.
+ *
+ * Deferred compression: on 2 cores zstd cannot keep up with a process dumping its memory, and
+ * writers would wait for the dirty budget. So each batch of new chunks checks whether the
+ * flusher is behind (unflushed dirty pages beyond a quarter of the budget, or writers about to
+ * wait), or whether a caller waits for this flush (fsync, close, seal) and it is big (4 MiB of
+ * new chunks or more); if so the batch goes into the pack uncompressed as PACK_CODEC_DEFER
+ * records, which costs a memcpy instead of ~13 us per page. The mount runs gc later, when
+ * writes are idle, to compress them (store_defer_idle/store_defer_done, fs/defer_pass.c). Only
+ * a process that runs such a pass turns the automatic rule on (store_defer_enable); others
+ * compress everything on the write path unless CKPTFS_DEFER=always.
  */
 #include <assert.h>
 #include <errno.h>
@@ -11,7 +21,9 @@
 #include <sys/uio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "index/maint_priv.h"
@@ -169,6 +181,54 @@ static int pack_writer_ensure(struct store *s)
 	return pack_writer_create(s->dirfd, next, &s->pw);
 }
 
+/* DEFER_AUTO_OFF: automatic, but nobody compresses later in this process (no pass): never. */
+enum { DEFER_AUTO_OFF, DEFER_AUTO, DEFER_NEVER, DEFER_ALWAYS };
+
+/* Unflushed dirty bytes (not yet taken by a flush) beyond budget / DEFER_BACKLOG_DIV mean the
+ * writers outrun the compressor. */
+#define DEFER_BACKLOG_DIV 4u
+/* A flush someone waits for (fsync, close, seal, the budget) defers from this many new chunks
+ * on: compressing them would add ~13 us per page to that wait. Smaller ones are compressed. */
+#define DEFER_FG_MIN_CHUNKS 1024u
+
+/* Once the flusher fell behind, it keeps deferring while writes stream in: a flush that starts
+ * within this long of the last deferred batch defers too. Measuring the backlog alone would
+ * compress the first batches of every flush (a flush takes the whole backlog, so it starts at
+ * zero), while the writer is as fast as before. */
+#define DEFER_STREAK_NS (250ULL * 1000 * 1000)
+
+/* Set on the background flusher thread: every other flush has a caller waiting for it. */
+static __thread bool on_flusher_thread;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Should the next batch of new chunks go in uncompressed? ntodo: new chunks of this flush.
+ * Takes s->mu briefly. */
+static bool flush_should_defer(struct store *s, size_t ntodo)
+{
+	int mode = __atomic_load_n(&s->defer_mode, __ATOMIC_RELAXED);
+	bool behind;
+
+	if (mode != DEFER_AUTO)
+		return mode == DEFER_ALWAYS;
+	if (!on_flusher_thread && ntodo >= DEFER_FG_MIN_CHUNKS)
+		return true;
+	if (on_flusher_thread &&
+	    mono_ns() - __atomic_load_n(&s->last_defer_ns, __ATOMIC_RELAXED) < DEFER_STREAK_NS)
+		return true;
+	pthread_mutex_lock(&s->mu);
+	behind = s->dirty_bytes - s->flight_bytes >= s->dirty_budget / DEFER_BACKLOG_DIV ||
+		 s->dirty_bytes >= s->dirty_budget;
+	pthread_mutex_unlock(&s->mu);
+	return behind;
+}
+
 /* Records encoded per append: one pwritev of up to IOV_MAX pieces. */
 #define ENC_BATCH   1024u
 #define ENC_MAX_THR 4u
@@ -201,9 +261,10 @@ static void *enc_main(void *arg)
 	return NULL;
 }
 
-/* Compression is the costly part of a fresh write: spread a batch over a few threads. */
+/* Compression is the costly part of a fresh write: spread a batch over a few threads. A
+ * deferred batch is only copied, on this thread. */
 static int encode_batch(struct store *s, struct flush_uniq *u, const size_t *todo, size_t base,
-			size_t n, uint8_t *recs, uint32_t *lens)
+			size_t n, uint8_t *recs, uint32_t *lens, bool defer)
 {
 	struct enc_job jobs[ENC_MAX_THR];
 	pthread_t th[ENC_MAX_THR];
@@ -211,6 +272,15 @@ static int encode_batch(struct store *s, struct flush_uniq *u, const size_t *tod
 	unsigned nt = n >= ENC_PAR_MIN ? s->enc_threads : 1;
 	int r = 0;
 
+	if (defer) {
+		for (size_t k = 0; k < n; k++) {
+			struct flush_uniq *q = &u[todo[base + k]];
+
+			lens[k] = (uint32_t)pack_record_encode_deferred(
+				&q->id, q->page, recs + k * PACK_MAX_REC_LEN, &q->loc.desc);
+		}
+		return 0;
+	}
 	for (unsigned t = 0; t < nt; t++) {
 		jobs[t] = (struct enc_job){.u = u,
 					   .todo = todo,
@@ -261,10 +331,11 @@ static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu, st
 		return -ENOMEM;
 	for (size_t b = 0; b < ntodo; b += cap) {
 		size_t n = MIN(cap, ntodo - b), total = 0;
+		bool defer = flush_should_defer(s, ntodo);
 		uint64_t start;
 
 		/* Encoding runs without pack_mu: other flushes may append meanwhile. */
-		r = encode_batch(s, u, todo, b, n, recs, lens);
+		r = encode_batch(s, u, todo, b, n, recs, lens, defer);
 		if (r < 0)
 			return r;
 		for (size_t k = 0; k < n; k++) {
@@ -281,8 +352,14 @@ static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu, st
 					"pack %u: append stopped at fault point "
 					"'pack_append_eio'",
 					pack_writer_number(s->pw));
+		if (r >= 0 && defer)
+			r = pack_writer_mark_deferred(s->pw);
 		if (r >= 0)
 			r = pack_writer_appendv(s->pw, iov, (int)n, total, &start);
+		if (r >= 0 && defer) {
+			s->defer_appended += total;
+			__atomic_store_n(&s->last_defer_ns, mono_ns(), __ATOMIC_RELAXED);
+		}
 		if (r >= 0) {
 			for (size_t k = 0; k < n; k++) {
 				struct flush_uniq *q = &u[todo[b + k]];
@@ -716,6 +793,7 @@ int oinode_flush(struct store *s, struct oinode *oi)
 	oi->fl_npages = 0;
 	oi->fl_trunc_floor = UINT64_MAX;
 	oi->fl_active = false;
+	s->last_flush_ns = mono_ns();
 	pthread_cond_broadcast(&s->flushed);
 	return r;
 }
@@ -795,6 +873,7 @@ static void *flusher_main(void *arg)
 {
 	struct store *s = arg;
 
+	on_flusher_thread = true;
 	pthread_mutex_lock(&s->mu);
 	while (!s->flusher_stop) {
 		struct oinode *oi = NULL;
@@ -829,7 +908,16 @@ static void *flusher_main(void *arg)
 
 int flusher_start(struct store *s)
 {
-	int r = pthread_create(&s->flusher, NULL, flusher_main, s);
+	const char *mode = getenv("CKPTFS_DEFER");
+	int r;
+
+	if (mode && !strcmp(mode, "always"))
+		s->defer_mode = DEFER_ALWAYS;
+	else if (mode && !strcmp(mode, "never"))
+		s->defer_mode = DEFER_NEVER;
+	else
+		s->defer_mode = DEFER_AUTO_OFF;
+	r = pthread_create(&s->flusher, NULL, flusher_main, s);
 
 	if (r)
 		return store_error(-r, "start flusher thread: %s", strerror(r));
@@ -847,4 +935,65 @@ void flusher_stop(struct store *s)
 	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->flusher, NULL);
 	s->flusher_started = false;
+}
+
+void store_defer_enable(struct store *s)
+{
+	int off = DEFER_AUTO_OFF;
+
+	/* Only the automatic mode changes: CKPTFS_DEFER=never/always stay as they are. */
+	__atomic_compare_exchange_n(&s->defer_mode, &off, DEFER_AUTO, false, __ATOMIC_RELAXED,
+				    __ATOMIC_RELAXED);
+}
+
+int store_defer_idle(struct store *s, unsigned idle_ms, uint64_t *ret_mark)
+{
+	uint64_t now = mono_ns(), handled, mark;
+	bool quiet;
+	int r = 0;
+
+	pthread_mutex_lock(&s->mu);
+	quiet = now - s->last_flush_ns >= (uint64_t)idle_ms * 1000000ULL;
+	handled = s->defer_handled;
+	pthread_mutex_unlock(&s->mu);
+	if (!quiet)
+		return 0;
+	pthread_mutex_lock(&s->pack_mu);
+	mark = s->defer_appended;
+	/* Flushes still holding a pack are appending or about to commit: not idle after all. */
+	if (mark == handled || s->pw_users || s->npw_retired)
+		goto out;
+	if (s->pw) {
+		/* Let go of the current pack (sync, close, which drops its lock) so that gc can
+		 * compress what it holds; the next flush starts a new pack. */
+		r = pack_writer_sync(s->pw);
+		if (r < 0)
+			goto out;
+		pack_writer_free(s->pw);
+		s->pw = NULL;
+	}
+	*ret_mark = mark;
+	r = 1;
+out:
+	pthread_mutex_unlock(&s->pack_mu);
+	return r;
+}
+
+void store_defer_done(struct store *s, uint64_t mark)
+{
+	pthread_mutex_lock(&s->mu);
+	if (mark > s->defer_handled)
+		s->defer_handled = mark;
+	pthread_mutex_unlock(&s->mu);
+	/* Cached read fds of packs gc removed would keep their blocks allocated until unmount. */
+	pthread_rwlock_wrlock(&s->fds_lock);
+	for (uint32_t i = 0; i < s->npack_fds; i++) {
+		struct stat st;
+
+		if (s->pack_fds[i] >= 0 && fstat(s->pack_fds[i], &st) == 0 && st.st_nlink == 0) {
+			close(s->pack_fds[i]);
+			s->pack_fds[i] = -1;
+		}
+	}
+	pthread_rwlock_unlock(&s->fds_lock);
 }

@@ -10,10 +10,16 @@
  * still append to, or whose records it has not indexed yet, is flock'ed by it, and gc only
  * touches packs it can lock itself; a chunk that a writer re-references between gc's scan and
  * its commit makes gc leave that pack alone.
+ *
+ * Deferred records (PACK_CODEC_DEFER, raw pages a busy writer did not compress) are compressed
+ * on the way: a pack holding live ones is always a victim, and its copy carries zstd (or plain
+ * raw) records instead, with the index entries switched to the new descriptors in the same
+ * transaction. So the same ordering makes the background compression pass crash-safe too.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +36,11 @@
 /* A pack is rewritten once this share of it is garbage; an all-garbage pack always goes. */
 #define GC_MIN_GARBAGE_PCT 10u
 #define GC_COPY_BUF	   (1u << 20)
-#define GC_MAX_GROUP	   256u
+/* Live records staged before they go into the copy buffer: deferred ones are compressed a
+ * stage at a time, spread over a few threads. */
+#define GC_STAGE	 512u
+#define GC_STAGE_MAX_THR 4u
+#define GC_MAX_GROUP	 256u
 /* Records looked up per read transaction while scanning (keeps LMDB readers short-lived). */
 #define GC_TXN_RECORDS 4096u
 
@@ -108,7 +118,8 @@ int maint_list_packs(int store_dirfd, uint32_t **ret, size_t *ret_n)
 
 struct gc_pack {
 	uint32_t number;
-	uint64_t live_bytes; /* record bytes of entries with refcount > 0 */
+	uint64_t live_bytes;	 /* record bytes of entries with refcount > 0 */
+	uint64_t deferred_bytes; /* the part of them in deferred records */
 };
 
 static int cmp_gc_pack(const void *key, const void *elem)
@@ -156,6 +167,8 @@ static int gc_plan(struct store *s, struct gc_pack *packs, size_t npacks,
 		p = bsearch(&loc.pack, packs, npacks, sizeof(*packs), cmp_gc_pack);
 		if (p)
 			p->live_bytes += maint_rec_bytes(loc.desc);
+		if (p && pack_desc_codec(loc.desc) == PACK_CODEC_DEFER)
+			p->deferred_bytes += maint_rec_bytes(loc.desc);
 	}
 	if (r == -ENOENT)
 		r = 0;
@@ -189,6 +202,16 @@ struct gc_victim {
 	bool aborted;
 };
 
+struct gc_stage {
+	struct chunk_id id;
+	uint64_t src_off;
+	uint32_t desc; /* of the record to write */
+	uint32_t len;  /* its length; 0 while a deferred page waits for compression */
+	int err;
+	uint8_t page[STORE_CHUNK_SIZE];
+	uint8_t rec[PACK_MAX_REC_LEN];
+};
+
 struct gc {
 	struct store *s;
 	struct store_gc_stats stats;
@@ -199,6 +222,8 @@ struct gc {
 	struct idx_txn *rtxn; /* read txn used while scanning */
 	unsigned rtxn_uses;
 	struct gc_victim *cur;
+	struct gc_stage *stage; /* GC_STAGE entries */
+	size_t nstage;
 };
 
 static void victim_done(struct gc_victim *v)
@@ -268,12 +293,94 @@ static int gc_scan_lookup(struct gc *g, const struct chunk_id *id, struct maint_
 	return gc_lookup(g->rtxn, id, ret);
 }
 
+struct gc_enc_job {
+	struct gc_stage *st;
+	size_t from, to;
+};
+
+static void *gc_enc_main(void *arg)
+{
+	struct gc_enc_job *j = arg;
+
+	for (size_t k = j->from; k < j->to; k++) {
+		struct gc_stage *st = &j->st[k];
+		int r;
+
+		if (st->len)
+			continue;
+		r = pack_record_encode(&st->id, st->page, st->rec, &st->desc);
+		if (r < 0)
+			st->err = r;
+		else
+			st->len = (uint32_t)r;
+	}
+	return NULL;
+}
+
+/* Compresses the staged deferred pages (over up to enc_threads threads, this one included) and
+ * moves every staged record of victim v into the copy buffer, recording its new location. */
+static int gc_stage_flush(struct gc *g, struct gc_victim *v)
+{
+	struct gc_enc_job jobs[GC_STAGE_MAX_THR];
+	pthread_t th[GC_STAGE_MAX_THR];
+	bool started[GC_STAGE_MAX_THR] = {false};
+	size_t n = g->nstage, todo = 0;
+	unsigned nt;
+	int r;
+
+	g->nstage = 0;
+	for (size_t k = 0; k < n; k++)
+		todo += g->stage[k].len == 0;
+	nt = todo >= 64 ? MIN(MAX(g->s->enc_threads, 1u), GC_STAGE_MAX_THR) : 1;
+	for (unsigned t = 0; t < nt; t++) {
+		jobs[t] = (struct gc_enc_job){
+			.st = g->stage, .from = n * t / nt, .to = n * (t + 1) / nt};
+		/* If a helper cannot start, this thread does its share. */
+		if (t > 0 && pthread_create(&th[t], NULL, gc_enc_main, &jobs[t]) == 0)
+			started[t] = true;
+	}
+	for (unsigned t = 0; t < nt; t++)
+		if (t == 0 || !started[t])
+			gc_enc_main(&jobs[t]);
+	for (unsigned t = 0; t < nt; t++)
+		if (started[t])
+			pthread_join(th[t], NULL);
+
+	for (size_t k = 0; k < n; k++) {
+		struct gc_stage *st = &g->stage[k];
+		struct cidmap_ent *e;
+
+		if (st->err)
+			return st->err;
+		if (g->buf_len + st->len > GC_COPY_BUF) {
+			r = gc_flush_buf(g);
+			if (r < 0)
+				return r;
+		}
+		r = cidmap_add(&g->copied, &st->id, &e);
+		if (r < 0)
+			return r;
+		e->flags |= CIDMAP_COPIED;
+		e->src_pack = v->number;
+		e->src_off = st->src_off;
+		e->loc.pack = pack_writer_number(g->w);
+		e->loc.off = pack_writer_size(g->w) + g->buf_len;
+		e->loc.desc = st->desc;
+		memcpy(g->buf + g->buf_len, st->rec, st->len);
+		g->buf_len += st->len;
+		v->ncopied++;
+		v->copied_bytes += st->len;
+	}
+	g->stats.chunks_compressed += todo;
+	return 0;
+}
+
 static int gc_scan_cb(void *ctx, const struct chunk_id *id, uint64_t off, uint32_t desc,
 		      const void *payload)
 {
 	struct gc *g = ctx;
 	struct gc_victim *v = g->cur;
-	struct cidmap_ent *e;
+	struct gc_stage *st;
 	struct maint_loc loc;
 	uint32_t reclen = PACK_REC_HDR_LEN + pack_desc_len(desc);
 	int r;
@@ -309,27 +416,22 @@ static int gc_scan_cb(void *ctx, const struct chunk_id *id, uint64_t off, uint32
 		if (r < 0)
 			return r;
 	}
-	if (g->buf_len + reclen > GC_COPY_BUF) {
-		r = gc_flush_buf(g);
-		if (r < 0)
-			return r;
+	st = &g->stage[g->nstage++];
+	st->id = *id;
+	st->src_off = off;
+	st->err = 0;
+	if (pack_desc_codec(desc) == PACK_CODEC_DEFER) {
+		/* The payload is the page itself (verified above): compressed with its stage. */
+		memcpy(st->page, payload, STORE_CHUNK_SIZE);
+		st->len = 0;
+	} else {
+		memcpy(st->rec, id->b, STORE_CHUNK_ID_LEN);
+		le32_put(st->rec + STORE_CHUNK_ID_LEN, desc);
+		memcpy(st->rec + PACK_REC_HDR_LEN, payload, pack_desc_len(desc));
+		st->desc = desc;
+		st->len = reclen;
 	}
-	r = cidmap_add(&g->copied, id, &e);
-	if (r < 0)
-		return r;
-	e->flags |= CIDMAP_COPIED;
-	e->src_pack = v->number;
-	e->src_off = off;
-	e->loc.pack = pack_writer_number(g->w);
-	e->loc.off = pack_writer_size(g->w) + g->buf_len;
-	e->loc.desc = desc;
-	memcpy(g->buf + g->buf_len, id->b, STORE_CHUNK_ID_LEN);
-	le32_put(g->buf + g->buf_len + STORE_CHUNK_ID_LEN, desc);
-	memcpy(g->buf + g->buf_len + PACK_REC_HDR_LEN, payload, pack_desc_len(desc));
-	g->buf_len += reclen;
-	v->ncopied++;
-	v->copied_bytes += reclen;
-	return 0;
+	return g->nstage == GC_STAGE ? gc_stage_flush(g, v) : 0;
 }
 
 /* Locks and scans one victim, copying its live records into the gc pack. Returns 0 when the
@@ -376,6 +478,9 @@ static int gc_take_victim(struct gc *g, uint32_t number, struct gc_victim *v)
 		v->aborted = true;
 		r = 0;
 	}
+	if (r >= 0)
+		r = gc_stage_flush(g, v);
+	g->nstage = 0;
 	if (r < 0)
 		return r;
 	return gc_flush_buf(g);
@@ -441,6 +546,7 @@ static int gc_commit_group(struct gc *g, struct gc_victim *vs, size_t nv)
 				e = cidmap_get(&g->copied, &v->recs[j].id);
 				loc.pack = e->loc.pack;
 				loc.off = e->loc.off;
+				loc.desc = e->loc.desc; /* differs where gc compressed it */
 				maint_loc_encode(val, &loc);
 				r = idx_put(txn, IDX_CHUNKS, v->recs[j].id.b, STORE_CHUNK_ID_LEN,
 					    val, sizeof(val), 0);
@@ -559,17 +665,26 @@ static int gc_drop_lost(struct gc *g, const struct chunk_id *lost, size_t nlost)
 	return r < 0 ? r : idx_db_sync(g->s->db);
 }
 
-static bool gc_wants(const struct gc_pack *p, uint64_t size)
+static bool gc_wants(const struct gc_pack *p, uint64_t size, unsigned flags)
 {
 	uint64_t payload = size > PACK_HEADER_LEN ? size - PACK_HEADER_LEN : 0;
 	uint64_t garbage = payload > p->live_bytes ? payload - p->live_bytes : 0;
 
+	if (p->deferred_bytes > 0)
+		return true;
+	if (flags & STORE_GC_DEFERRED_ONLY)
+		return false;
 	if (garbage == 0)
 		return false;
 	return p->live_bytes == 0 || garbage * 100 >= size * GC_MIN_GARBAGE_PCT;
 }
 
 int store_gc(struct store *s, struct store_gc_stats *ret_stats)
+{
+	return store_gc_flags(s, 0, ret_stats);
+}
+
+int store_gc_flags(struct store *s, unsigned flags, struct store_gc_stats *ret_stats)
 {
 	struct gc g = {.s = s};
 	_cleanup_free_ uint32_t *numbers = NULL;
@@ -587,7 +702,8 @@ int store_gc(struct store *s, struct store_gc_stats *ret_stats)
 	packs = calloc(MAX(npacks, (size_t)1), sizeof(*packs));
 	group = calloc(GC_MAX_GROUP, sizeof(*group));
 	g.buf = malloc(GC_COPY_BUF);
-	if (!packs || !group || !g.buf) {
+	g.stage = malloc(GC_STAGE * sizeof(*g.stage));
+	if (!packs || !group || !g.buf || !g.stage) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -603,7 +719,7 @@ int store_gc(struct store *s, struct store_gc_stats *ret_stats)
 
 		pack_path(packs[i].number, path, sizeof(path));
 		if (fstatat(s->dirfd, path, &st, 0) < 0 ||
-		    !gc_wants(&packs[i], (uint64_t)st.st_size))
+		    !gc_wants(&packs[i], (uint64_t)st.st_size, flags))
 			continue;
 		r = gc_take_victim(&g, packs[i].number, &group[ng]);
 		if (r < 0) {
@@ -635,7 +751,8 @@ int store_gc(struct store *s, struct store_gc_stats *ret_stats)
 		if (r < 0)
 			goto out;
 	}
-	r = gc_drop_lost(&g, lost, nlost);
+	/* The background pass only compresses; dropping lost entries is gc's own business. */
+	r = flags & STORE_GC_DEFERRED_ONLY ? 0 : gc_drop_lost(&g, lost, nlost);
 	if (r < 0)
 		goto out;
 	if (ret_stats)
@@ -648,5 +765,6 @@ out:
 	cidmap_free(&g.copied);
 	pack_writer_free(g.w);
 	free(g.buf);
+	free(g.stage);
 	return r < 0 ? r : 0;
 }

@@ -20,6 +20,7 @@ struct pack_writer {
 	int fd;
 	uint32_t number;
 	uint64_t size;
+	bool deferred; /* header says PACK_VERSION_DEFER */
 };
 
 void pack_path(uint32_t number, char *buf, size_t len)
@@ -45,6 +46,18 @@ int pack_record_encode(const struct chunk_id *id, const void *page, uint8_t *rec
 	le32_put(rec + STORE_CHUNK_ID_LEN, desc);
 	*ret_desc = desc;
 	return (int)(PACK_REC_HDR_LEN + pack_desc_len(desc));
+}
+
+int pack_record_encode_deferred(const struct chunk_id *id, const void *page, uint8_t *rec,
+				uint32_t *ret_desc)
+{
+	uint32_t desc = pack_desc(STORE_CHUNK_SIZE, PACK_CODEC_DEFER);
+
+	memcpy(rec, id->b, STORE_CHUNK_ID_LEN);
+	le32_put(rec + STORE_CHUNK_ID_LEN, desc);
+	memcpy(rec + PACK_REC_HDR_LEN, page, STORE_CHUNK_SIZE);
+	*ret_desc = desc;
+	return (int)PACK_MAX_REC_LEN;
 }
 
 int pack_writer_create(int store_dirfd, uint32_t number, struct pack_writer **ret)
@@ -186,7 +199,29 @@ int pack_writer_sync(struct pack_writer *w)
 	return 0;
 }
 
-static int pack_check_header(int fd, uint32_t number, const char *path)
+int pack_writer_mark_deferred(struct pack_writer *w)
+{
+	uint8_t v[4];
+	char path[64];
+	int r;
+
+	if (w->deferred)
+		return 0;
+	/* Four bytes inside the first sector: a crash leaves either version. The next fdatasync
+	 * makes it durable together with the deferred records behind it, and nothing indexes
+	 * those before that sync. */
+	le32_put(v, PACK_VERSION_DEFER);
+	r = pwrite_full(w->fd, v, sizeof(v), 8);
+	if (r < 0) {
+		pack_path(w->number, path, sizeof(path));
+		return store_error(r, "mark pack '%s' as holding deferred records: %s", path,
+				   strerror(-r));
+	}
+	w->deferred = true;
+	return 0;
+}
+
+static int pack_check_header(int fd, uint32_t number, const char *path, uint32_t *ret_version)
 {
 	uint8_t hdr[PACK_HEADER_LEN];
 	uint32_t version;
@@ -199,13 +234,17 @@ static int pack_check_header(int fd, uint32_t number, const char *path)
 	if (memcmp(hdr, PACK_MAGIC, 8) != 0)
 		return store_error(-EBADMSG, "pack '%s': bad magic", path);
 	version = le32_get(hdr + 8);
-	if (version != PACK_VERSION)
-		return store_error(-EOPNOTSUPP,
-				   "pack '%s': format version %u, this build reads version %u",
-				   path, version, PACK_VERSION);
+	if (version != PACK_VERSION && version != PACK_VERSION_DEFER)
+		return store_error(
+			-EOPNOTSUPP,
+			"pack '%s': format version %u, this build reads version %u (and %u "
+			"for packs with deferred records)",
+			path, version, PACK_VERSION, PACK_VERSION_DEFER);
 	if (le32_get(hdr + 12) != number)
 		return store_error(-EBADMSG, "pack '%s': header says pack number %u", path,
 				   le32_get(hdr + 12));
+	if (ret_version)
+		*ret_version = version;
 	return 0;
 }
 
@@ -219,7 +258,7 @@ int pack_open_read(int store_dirfd, uint32_t number, int *ret_fd)
 	fd = openat(store_dirfd, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return store_error(-errno, "open pack '%s': %m", path);
-	r = pack_check_header(fd, number, path);
+	r = pack_check_header(fd, number, path, NULL);
 	if (r < 0)
 		return r;
 	*ret_fd = TAKE_FD(fd);
@@ -232,6 +271,7 @@ int pack_decode_payload(uint32_t desc, const void *payload, void *page)
 
 	switch (pack_desc_codec(desc)) {
 	case PACK_CODEC_RAW:
+	case PACK_CODEC_DEFER:
 		if (len != STORE_CHUNK_SIZE)
 			return -EBADMSG;
 		memcpy(page, payload, STORE_CHUNK_SIZE);
@@ -294,16 +334,36 @@ int pack_read_chunk(int fd, uint32_t number, uint64_t off, uint32_t desc, const 
 
 #define SCAN_BUF (1u << 20)
 
+/* Whether a record descriptor read from a pack of this version is possible at all. */
+static bool pack_desc_valid(uint32_t desc, uint32_t version)
+{
+	uint32_t len = pack_desc_len(desc);
+
+	if ((desc >> 28) != 0)
+		return false;
+	switch (pack_desc_codec(desc)) {
+	case PACK_CODEC_RAW:
+		return len == STORE_CHUNK_SIZE;
+	case PACK_CODEC_ZSTD:
+		return len > 0 && len <= STORE_CHUNK_SIZE;
+	case PACK_CODEC_DEFER:
+		return version >= PACK_VERSION_DEFER && len == STORE_CHUNK_SIZE;
+	default:
+		return false;
+	}
+}
+
 int pack_scan(int fd, uint32_t number, pack_scan_cb cb, void *ctx, uint64_t *ret_end)
 {
 	_cleanup_free_ uint8_t *buf = NULL;
 	char path[64];
 	uint64_t buf_off = 0, pos = PACK_HEADER_LEN;
 	size_t buf_len = 0;
+	uint32_t version;
 	int r;
 
 	pack_path(number, path, sizeof(path));
-	r = pack_check_header(fd, number, path);
+	r = pack_check_header(fd, number, path, &version);
 	if (r < 0)
 		return r;
 	buf = malloc(SCAN_BUF);
@@ -339,11 +399,7 @@ int pack_scan(int fd, uint32_t number, pack_scan_cb cb, void *ctx, uint64_t *ret
 		memcpy(id.b, buf + rel, STORE_CHUNK_ID_LEN);
 		desc = le32_get(buf + rel + STORE_CHUNK_ID_LEN);
 		len = pack_desc_len(desc);
-		if ((desc >> 28) != 0 ||
-		    (pack_desc_codec(desc) == PACK_CODEC_RAW && len != STORE_CHUNK_SIZE) ||
-		    (pack_desc_codec(desc) == PACK_CODEC_ZSTD &&
-		     (len == 0 || len > STORE_CHUNK_SIZE)) ||
-		    pack_desc_codec(desc) > PACK_CODEC_ZSTD) {
+		if (!pack_desc_valid(desc, version)) {
 			/* Past a torn tail or a damaged header, lengths can no longer be trusted.
 			 */
 			if (ret_end)

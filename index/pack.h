@@ -9,7 +9,13 @@
  *   | CKPTPACK | version | number |   | chunk id (16 B)  | desc (u32)  | payload (len B)   |
  *   |   8 B    |  u32    |  u32   |   +------------------+-------------+-------------------+
  *   +----------+---------+--------+    desc bits 0..23 = payload length, bits 24..27 = codec
- *                                      (0 raw page, 1 zstd frame), bits 28..31 = 0
+ *                                      (0 raw page, 1 zstd frame, 2 raw page whose
+ *                                      compression was deferred), bits 28..31 = 0
+ *
+ * Version 1 packs hold codecs 0 and 1. A pack gets version 2 (rewritten in its header before
+ * the first codec-2 record is appended, synced with it) when it holds deferred records, so a
+ * build that knows only version 1 refuses it by version instead of calling it damaged. gc
+ * compresses deferred records while copying them, so the packs it writes are version 1.
  *
  * Records are self-describing, so a pack can be scanned without the index (gc, fsck, rebuild).
  * No per-record magic or checksum: a record is trusted only after its payload decodes to a
@@ -30,10 +36,12 @@
 
 #define PACK_MAGIC	   "CKPTPACK"
 #define PACK_VERSION	   1u
+#define PACK_VERSION_DEFER 2u /* may hold PACK_CODEC_DEFER records */
 #define PACK_HEADER_LEN	   16u
 #define PACK_REC_HDR_LEN   20u
 #define PACK_CODEC_RAW	   0u
 #define PACK_CODEC_ZSTD	   1u
+#define PACK_CODEC_DEFER   2u /* a raw page that gc should compress later */
 #define PACK_DESC_LEN_MASK 0x00ffffffu
 #define PACK_MAX_REC_LEN   (PACK_REC_HDR_LEN + STORE_CHUNK_SIZE)
 #define PACK_DIR	   "packs"
@@ -58,6 +66,9 @@ void pack_path(uint32_t number, char *buf, size_t len);
  * Returns the record length and the descriptor through ret_desc, or -errno. */
 int pack_record_encode(const struct chunk_id *id, const void *page, uint8_t *rec,
 		       uint32_t *ret_desc);
+/* The same without compressing: a PACK_CODEC_DEFER record (the page as it is). */
+int pack_record_encode_deferred(const struct chunk_id *id, const void *page, uint8_t *rec,
+				uint32_t *ret_desc);
 
 struct pack_writer;
 /* Creates packs/NUMBER.pack under store_dirfd (O_EXCL), locks it, writes and syncs the header. */
@@ -73,6 +84,9 @@ struct iovec;
 int pack_writer_appendv(struct pack_writer *w, const struct iovec *iov, int iovcnt, size_t len,
 			uint64_t *ret_off);
 int pack_writer_sync(struct pack_writer *w);
+/* Makes the pack version 2 (once) before its first PACK_CODEC_DEFER record goes in; the next
+ * pack_writer_sync makes the header durable together with the records. */
+int pack_writer_mark_deferred(struct pack_writer *w);
 
 /* Opens a pack for reading and checks its header (-EBADMSG, -EOPNOTSUPP naming the file). */
 int pack_open_read(int store_dirfd, uint32_t number, int *ret_fd);

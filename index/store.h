@@ -148,6 +148,15 @@ ssize_t store_write(struct store *s, uint64_t ino, const void *buf, size_t size,
 /* fallocate: mode 0 (reserve: extends size unless keep_size), or punch a hole (keep_size true). */
 int store_fallocate(struct store *s, uint64_t ino, bool punch_hole, bool keep_size, uint64_t off,
 		    uint64_t len);
+/* copy_file_range (index/copy.c): copies len bytes of ino_in at off_in to ino_out at off_out.
+ * Whole chunks at matching in-page offsets are copied by reference (the destination's file map
+ * gets the source's chunk ids, refcounts follow, no byte is read or hashed: one index
+ * transaction); an unaligned head or tail, or everything when off_in and off_out differ modulo
+ * 4 KiB, goes through store_read/store_write. Buffered writes of either file are stored first.
+ * Stops at the source's end (*ret_copied may be short, 0 at or past it); the destination grows
+ * as needed. -EROFS for a sealed destination, -EINVAL for overlapping ranges in one file. */
+int store_copy_range(struct store *s, uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
+		     uint64_t off_out, uint64_t len, uint64_t *ret_copied);
 /* Stores the inode's buffered data in packs and the index now, as the last release would, but
  * without the index sync of store_fsync(): for close(2), the last moment a failure (ENOSPC,
  * EIO) can still reach the writer. The data is durable only after store_fsync()/store_sync(). */
@@ -201,15 +210,38 @@ struct store_df {
 	uint64_t index_bytes;	 /* LMDB + manifests on disk */
 	uint64_t nchunks;	 /* distinct chunks referenced */
 	uint64_t ncheckpoints;
+	uint64_t deferred_bytes; /* part of stored_bytes still waiting for compression */
 };
 int store_df(struct store *s, struct store_df *ret_df);
 
 struct store_gc_stats {
 	uint64_t packs_rewritten, packs_deleted;
 	uint64_t chunks_dropped, bytes_reclaimed;
+	uint64_t chunks_compressed; /* deferred records compressed while copying */
 };
-/* Safe against a concurrent mount and a crash at any point. */
+/* Safe against a concurrent mount and a crash at any point. Rewrites packs with garbage and
+ * packs with deferred records (compressing those). */
 int store_gc(struct store *s, struct store_gc_stats *ret_stats);
+/* STORE_GC_DEFERRED_ONLY: only packs holding deferred records (the mount's background pass). */
+#define STORE_GC_DEFERRED_ONLY (1u << 0)
+int store_gc_flags(struct store *s, unsigned flags, struct store_gc_stats *ret_stats);
+
+/* Deferred compression (index/flush.c). A flush that finds the writers outrunning it (dirty
+ * pages piling up towards the budget), or a big flush a caller waits for, appends new chunks
+ * uncompressed, as "deferred" records; gc compresses them later. CKPTFS_DEFER=auto (default),
+ * never, or always (tests). The automatic rule applies only in a process that called
+ * store_defer_enable() because it runs the background pass (the mount); elsewhere auto means
+ * every chunk is compressed on the write path. */
+void store_defer_enable(struct store *s);
+/* For a mount's background pass: returns 1 when this process appended deferred records that no
+ * pass has handled yet, nothing is buffered or being flushed, and no flush ended in the last
+ * idle_ms. It then also syncs and closes this process's current pack (unlocking it, so gc can
+ * take it; the next flush starts a new one) and returns a mark for store_defer_done. 0 when not
+ * (yet), -errno on failure. */
+int store_defer_idle(struct store *s, unsigned idle_ms, uint64_t *ret_mark);
+/* A pass started after store_defer_idle gave mark has succeeded: the deferred records up to it
+ * are handled. Also closes cached read fds of packs that were removed, so their space is freed. */
+void store_defer_done(struct store *s, uint64_t mark);
 
 /* fsck: verifies every chunk's hash, every reference and refcount, the manifests against the
  * index. Problems go to the callback as one line each; returns the number of problems found

@@ -118,7 +118,14 @@ struct store {
 	uint32_t pw_users;
 	struct pw_retired *pw_retired;
 	size_t npw_retired;
-	unsigned enc_threads;	  /* threads compressing one batch of new chunks (1..4) */
+	unsigned enc_threads; /* threads compressing one batch of new chunks (1..4) */
+	/* Deferred compression (flush.c): the CKPTFS_DEFER mode, and the record bytes this
+	 * process appended uncompressed (under pack_mu) and how many of them a background pass
+	 * has taken care of (s->mu). */
+	int defer_mode;
+	uint64_t defer_appended, defer_handled;
+	uint64_t last_flush_ns;	  /* CLOCK_MONOTONIC, end of the last flush (s->mu) */
+	uint64_t last_defer_ns;	  /* CLOCK_MONOTONIC, last deferred batch (atomic) */
 	uint64_t pack_roll_bytes; /* start a new pack past this size (tests make it small) */
 
 	pthread_rwlock_t fds_lock;

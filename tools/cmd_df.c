@@ -25,6 +25,9 @@ static void df_usage(FILE *f)
 		"  total ratio   logical / stored\n"
 		"  packs         bytes of all pack files on disk, garbage included\n"
 		"  garbage       pack bytes of chunks nothing references ('ckptfs gc' frees them)\n"
+		"  deferred      part of stored written uncompressed while writers outran the\n"
+		"                compressor; the mount compresses it once writes are idle (so does\n"
+		"                'ckptfs gc'); 0 once the store has settled\n"
 		"  index         LMDB index plus manifests on disk\n"
 		"Works while the store is mounted (shows what the mount has stored so far).\n\n"
 		"Options:\n"
@@ -82,12 +85,12 @@ int cmd_df(int argc, char **argv)
 		       ", \"compression_ratio\": %.4f, \"total_ratio\": %.4f"
 		       ", \"pack_bytes\": %" PRIu64 ", \"garbage_bytes\": %" PRIu64
 		       ", \"index_bytes\": %" PRIu64 ", \"chunks\": %" PRIu64
-		       ", \"checkpoints\": %" PRIu64 "}\n",
+		       ", \"checkpoints\": %" PRIu64 ", \"deferred_bytes\": %" PRIu64 "}\n",
 		       d.logical_bytes, d.referenced_raw, d.stored_bytes,
 		       ratio(d.logical_bytes, d.referenced_raw),
 		       ratio(d.referenced_raw, d.stored_bytes),
 		       ratio(d.logical_bytes, d.stored_bytes), d.pack_bytes, d.garbage_bytes,
-		       d.index_bytes, d.nchunks, d.ncheckpoints);
+		       d.index_bytes, d.nchunks, d.ncheckpoints, d.deferred_bytes);
 		return 0;
 	}
 	printf("checkpoints   %" PRIu64 "\n", d.ncheckpoints);
@@ -101,5 +104,6 @@ int cmd_df(int argc, char **argv)
 	printf("packs         %" PRIu64 " bytes\n", d.pack_bytes);
 	printf("garbage       %" PRIu64 " bytes\n", d.garbage_bytes);
 	printf("index         %" PRIu64 " bytes\n", d.index_bytes);
+	printf("deferred      %" PRIu64 " bytes\n", d.deferred_bytes);
 	return 0;
 }

@@ -13,12 +13,15 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ckptfs dump --pid PID [--leave-running] DIR\n\n"
+		"usage: ckptfs dump --pid PID [--leave-running] [--parent PARENT_DIR] DIR\n\n"
 		"Freeze process PID, write its checkpoint image into DIR (created if missing; a\n"
 		"DIR that already holds an image is refused), then kill it. On a ckptfs mount the\n"
 		"checkpoint is sealed when complete. Prints how long the process was frozen.\n\n"
 		"  -p, --pid PID        the process to dump (single-threaded, no children)\n"
 		"  -l, --leave-running  let the process continue after the dump\n"
+		"  -P, --parent DIR     an earlier image of this process: pages it already holds\n"
+		"                       are copied from it (a chunk reference on a ckptfs mount)\n"
+		"                       instead of written; DIR stays complete without it\n"
 		"  -h, --help           this text\n\n"
 		"Unsupported state (sockets, eventfd, more threads, ...) is refused before anything\n"
 		"is written, and the process is left running as it was.\n");
@@ -29,6 +32,7 @@ int cmd_dump(int argc, char **argv)
 	static const struct option opts[] = {
 		{"pid", required_argument, NULL, 'p'},
 		{"leave-running", no_argument, NULL, 'l'},
+		{"parent", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -37,7 +41,7 @@ int cmd_dump(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:lh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:lP:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p': {
 			char *end;
@@ -51,6 +55,9 @@ int cmd_dump(int argc, char **argv)
 		}
 		case 'l':
 			o.leave_running = true;
+			break;
+		case 'P':
+			o.parent = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -78,6 +85,12 @@ int cmd_dump(int argc, char **argv)
 		(double)st.total_ns / 1e6, (unsigned long long)st.bytes_written,
 		(unsigned long long)st.pages, o.dir,
 		o.leave_running ? ", left running" : ", killed");
+	if (o.parent)
+		fprintf(stderr, "ckptfs dump: pages: %llu written, %llu copied from parent '%s'\n",
+			(unsigned long long)(st.pages - st.pages_copied),
+			(unsigned long long)st.pages_copied, o.parent);
+	if (st.parent_note[0])
+		fprintf(stderr, "ckptfs dump: %s\n", st.parent_note);
 	if (st.pages_spilled)
 		fprintf(stderr,
 			"ckptfs dump: memory exceeded the %llu MiB capture buffer: pages were "

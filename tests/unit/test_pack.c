@@ -154,7 +154,7 @@ int main(void)
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	REQUIRE(fd >= 0);
 	uint8_t v[4];
-	le32_put(v, 2);
+	le32_put(v, 3); /* 2 is a pack with deferred records */
 	REQUIRE(pwrite(fd, v, 4, 8) == 4);
 	close(fd);
 	CHECK_EQ(pack_open_read(dirfd, 7, &fd), -EOPNOTSUPP);

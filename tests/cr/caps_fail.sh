@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# caps_fail.sh WL_CAPS - a process whose capabilities the restorer cannot reproduce.
+# wl_caps keeps CAP_NET_ADMIN in its permitted and bounding sets; the restore is run under
+# `setpriv --bounding-set=-net_admin`, so the restorer (root) lacks that capability. The
+# restore must fail before the process runs, naming the pid and CAP_NET_ADMIN, and leave no
+# process behind. Likewise for a copy of the image that holds CAP_SYS_RESOURCE, which no
+# restorer here has. The image then restores with full privileges and passes its checks.
+source "$(dirname "$0")/cr_lib.sh"
+
+wl=$(readlink -f "$1")
+scratch=$CR_TMP/scratch
+img=$CR_TMP/img
+log=$CR_TMP/wl.log
+err=$CR_TMP/restore.err
+pf=$CR_TMP/restore.pid
+mkdir -p "$scratch"
+: >"$log"
+trap 'cr_rc=$?; echo "--- workload log"; cat "$log"; cr_cleanup $cr_rc' EXIT
+
+command -v setpriv >/dev/null || cr_fail "setpriv (util-linux) is not installed"
+cd "$scratch" || exit 1
+"$wl" "$scratch" </dev/null >>"$log" 2>&1 &
+pid=$!
+cr_track "$pid"
+cr_wait_line "$log" '^READY$' 20 "$pid" || cr_fail "workload $pid did not print READY"
+cr_wait_line "$log" '^FAIL' 0 && cr_fail "workload failed while setting up"
+cr_dump_kill "$pid" "$img"
+
+cr_log "ckptfs restore without CAP_NET_ADMIN (setpriv --bounding-set=-net_admin)"
+setpriv --bounding-set=-net_admin timeout -k 5 60 "$CKPTFS" restore --detach --pidfile "$pf" \
+	"$img" 2>"$err"
+rc=$?
+cat "$err" >&2
+cr_track "$pid"
+[ "$rc" -ne 0 ] || cr_fail "restore without CAP_NET_ADMIN succeeded"
+[ "$rc" -ne 124 ] || cr_fail "restore without CAP_NET_ADMIN timed out"
+grep -q "pid $pid" "$err" || cr_fail "the error does not name pid $pid"
+grep -q "CAP_NET_ADMIN" "$err" || cr_fail "the error does not name CAP_NET_ADMIN"
+[ -e "$pf" ] && cr_fail "a failed restore wrote the pid file"
+sleep 0.2
+cr_alive "$pid" && cr_fail "pid $pid exists after the refused restore"
+grep -q '^FAIL\|^PASS' "$log" && cr_fail "the workload ran after the refused restore"
+
+# The same image as if dumped where the process held CAP_SYS_RESOURCE (this machine's
+# processes never do): the CAPS record of core.img gets that bit in its permitted and bounding
+# sets. Every restorer here lacks it, so the restore must be refused naming it.
+cp -a "$img" "$CR_TMP/img-sysres" || cr_fail "cannot copy the image"
+python3 - "$CR_TMP/img-sysres/task-$pid/core.img" <<'PY' || cr_fail "cannot patch core.img"
+import struct, sys
+path = sys.argv[1]
+b = bytearray(open(path, "rb").read())
+off = 16
+while off < len(b):
+    rtype, rlen = struct.unpack_from("<II", b, off)
+    if rtype == 11:  # CAPS: inheritable, permitted, effective, bounding, ambient
+        for field in (1, 3):
+            at = off + 8 + 8 * field
+            struct.pack_into("<Q", b, at, struct.unpack_from("<Q", b, at)[0] | 1 << 24)
+        open(path, "wb").write(b)
+        sys.exit(0)
+    off += 8 + rlen + (-rlen % 8)
+sys.exit("no CAPS record in " + path)
+PY
+cr_log "ckptfs restore of an image holding CAP_SYS_RESOURCE"
+timeout -k 5 60 "$CKPTFS" restore --detach --pidfile "$pf" "$CR_TMP/img-sysres" 2>"$err"
+rc=$?
+cat "$err" >&2
+[ "$rc" -ne 0 ] || cr_fail "restore of an image holding CAP_SYS_RESOURCE succeeded"
+grep -q "pid $pid" "$err" || cr_fail "the error does not name pid $pid"
+grep -q "CAP_SYS_RESOURCE" "$err" || cr_fail "the error does not name CAP_SYS_RESOURCE"
+[ -e "$pf" ] && cr_fail "a failed restore wrote the pid file"
+sleep 0.2
+cr_alive "$pid" && cr_fail "pid $pid exists after the refused restore"
+
+# Nothing was consumed: with the restorer's full privileges the image restores and passes.
+cr_restore_detach "$img" "$pid"
+sleep 0.3
+kill -TERM "$pid"
+cr_wait_gone "$pid" 30 TERM || cr_fail "restored process $pid did not exit after SIGTERM"
+st=$(cr_reaped_status "$pid")
+[ "$st" = "exit 0" ] || cr_fail "restored process $pid ended with '$st'"
+grep -q '^FAIL' "$log" && cr_fail "workload reported failures after restore"
+[ "$(grep -cx PASS "$log")" -eq 1 ] || cr_fail "workload did not print PASS once"
+cr_log "PASS"
