@@ -187,9 +187,12 @@ enum { DEFER_AUTO_OFF, DEFER_AUTO, DEFER_NEVER, DEFER_ALWAYS };
 /* Unflushed dirty bytes (not yet taken by a flush) beyond budget / DEFER_BACKLOG_DIV mean the
  * writers outrun the compressor. */
 #define DEFER_BACKLOG_DIV 4u
-/* A flush someone waits for (fsync, close, seal, the budget) defers from this many new chunks
- * on: compressing them would add ~13 us per page to that wait. Smaller ones are compressed. */
-#define DEFER_FG_MIN_CHUNKS 1024u
+/* A flush with this many new chunks (64 KiB of pages the store has never seen) defers: a
+ * caller waiting for it (fsync, close, seal, the budget) would wait ~13 us per page more, and
+ * on the flusher thread a batch this big means writers are streaming new data faster than it
+ * compresses (the backlog rule below can miss that when each flush takes the whole backlog).
+ * Smaller flushes are compressed. */
+#define DEFER_FG_MIN_CHUNKS 16u
 
 /* Once the flusher fell behind, it keeps deferring while writes stream in: a flush that starts
  * within this long of the last deferred batch defers too. Measuring the backlog alone would
@@ -217,7 +220,7 @@ static bool flush_should_defer(struct store *s, size_t ntodo)
 
 	if (mode != DEFER_AUTO)
 		return mode == DEFER_ALWAYS;
-	if (!on_flusher_thread && ntodo >= DEFER_FG_MIN_CHUNKS)
+	if (ntodo >= DEFER_FG_MIN_CHUNKS)
 		return true;
 	if (on_flusher_thread &&
 	    mono_ns() - __atomic_load_n(&s->last_defer_ns, __ATOMIC_RELAXED) < DEFER_STREAK_NS)

@@ -437,7 +437,20 @@ run_tool() { # WORKLOAD TOOL CKPTDIR
 		return 0
 	}
 	sizep=$store
-	[ "$tool" = ckptfs ] && sizep=$(ckptfs_size_path "$store")
+	if [ "$tool" = ckptfs ]; then
+		sizep=$(ckptfs_size_path "$store")
+		# The mount compresses what streamed in raw once writes are idle (deferred
+		# compression): measure the settled store, and say how long settling took.
+		local t_settle0=$SECONDS i d=
+		for ((i = 0; i < 1200; i++)); do
+			d=$("$ckptfs" df --json "$store/store" 2>/dev/null |
+				sed -n 's/.*"deferred_bytes": *\([0-9]*\).*/\1/p')
+			[ "$d" = 0 ] && break
+			sleep 0.1
+		done
+		[ "$d" = 0 ] || say "ckptfs: store not settled after 120 s ($d deferred bytes)"
+		say "ckptfs: background compression settled $((SECONDS - t_settle0)) s after the last add"
+	fi
 	rec "$wl" "$tool" store_bytes "$(du -sb "$sizep" | cut -f1)"
 	rec "$wl" "$tool" store_alloc_bytes "$(du -sB1 "$sizep" | cut -f1)"
 	if [ "$tool" = ckptfs ]; then

@@ -375,12 +375,12 @@ static void test_auto(const char *tmp)
 	mkfile_range(s, c, "big", 200000, 1500);
 	REQUIRE(store_df(s, &d1) == 0);
 	CHECK_EQ(d1.deferred_bytes, 1500ULL * (PACK_REC_HDR_LEN + STORE_CHUNK_SIZE));
-	mkfile_range(s, c, "small", 300000, 100);
+	mkfile_range(s, c, "small", 300000, 8); /* under DEFER_FG_MIN_CHUNKS */
 	REQUIRE(store_df(s, &d2) == 0);
 	CHECK_EQ(d2.deferred_bytes, d1.deferred_bytes);
 	CHECK(d2.stored_bytes > d1.stored_bytes);
 	check_file(s, "big", 200000, 1500);
-	check_file(s, "small", 300000, 100);
+	check_file(s, "small", 300000, 8);
 	store_close(s);
 	CHECK_EQ(fsck_path(store_path, NULL), 0);
 	CHECK_EQ(run_pass(0), 0);
