@@ -103,6 +103,14 @@ static int classify_fd(struct dump_ctx *c, struct cr_fd *f, const char *link, co
 			}
 			snprintf(name, sizeof(name), "unlinked-%d-%d.data", c->pid, f->fd);
 			f->kind = CR_FD_UNLINKED;
+			/* A memfd keeps its identity, so that restore gives its fds and its
+			 * mappings (same device and inode, dump_mm.c) one new memfd. */
+			if (!strncmp(link, "/memfd:", 7)) {
+				snprintf(name, sizeof(name), "memfd-%d-%d.data", c->pid, f->fd);
+				f->kind = CR_FD_MEMFD;
+				f->memfd_dev = st->st_dev;
+				f->memfd_ino = st->st_ino;
+			}
 			f->data = strdup(name);
 			f->data_len = (uint64_t)st->st_size;
 			return f->data ? 0 : -ENOMEM;
@@ -347,6 +355,17 @@ out:
 	return ret;
 }
 
+/* The earlier fd record of the same memfd (not a dup) whose bytes are saved, or NULL. */
+static struct cr_fd *memfd_saved_before(struct cr_task *t, uint32_t i)
+{
+	for (uint32_t j = 0; j < i; j++)
+		if (t->fds[j].kind == CR_FD_MEMFD && t->fds[j].dup_of == -1 &&
+		    t->fds[j].memfd_dev == t->fds[i].memfd_dev &&
+		    t->fds[j].memfd_ino == t->fds[i].memfd_ino)
+			return &t->fds[j];
+	return NULL;
+}
+
 int dump_fds_write_data(struct dump_ctx *c)
 {
 	struct cr_task *t = c->t;
@@ -375,7 +394,13 @@ int dump_fds_write_data(struct dump_ctx *c)
 				continue;
 			}
 			ret = dump_pipe(c, f);
-		} else if (f->kind == CR_FD_UNLINKED) {
+		} else if (f->kind == CR_FD_MEMFD && memfd_saved_before(t, i)) {
+			/* Another fd of this memfd already saved its bytes. */
+			struct cr_fd *first = memfd_saved_before(t, i);
+			free(f->data);
+			if (!(f->data = strdup(first->data)))
+				return -ENOMEM;
+		} else if (f->kind == CR_FD_UNLINKED || f->kind == CR_FD_MEMFD) {
 			_cleanup_close_ int src = pidfd_getfd(c->pidfd, f->fd, 0);
 			if (src < 0) {
 				cr_error("pid %d: cannot take fd %d: %s", c->pid, f->fd,

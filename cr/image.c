@@ -43,7 +43,8 @@ enum {
 	REC_MM_VMA = 4,
 	REC_PM_RUN = 1,
 	REC_FD = 1,
-	REC_FD_FUSE = 2, /* follows the REC_FD of a CR_FD_FUSE fd */
+	REC_FD_FUSE = 2,  /* follows the REC_FD of a CR_FD_FUSE fd */
+	REC_FD_MEMFD = 3, /* follows the REC_FD of a CR_FD_MEMFD fd */
 };
 
 /* ---- encoding ---- */
@@ -327,6 +328,12 @@ static void enc_fds(struct wbuf *b, const struct cr_task *t)
 			wb_bytes(b, f->fuse_keeper_id, sizeof(f->fuse_keeper_id));
 			wb_str(b, f->fuse_mnt);
 			wb_str(b, f->fuse_fstype);
+			rec_end(b);
+		}
+		if (f->kind == CR_FD_MEMFD) {
+			rec_begin(b, REC_FD_MEMFD);
+			wb_u64(b, f->memfd_dev);
+			wb_u64(b, f->memfd_ino);
 			rec_end(b);
 		}
 	}
@@ -734,6 +741,17 @@ static int dec_fds_rec(struct cr_task *t, uint32_t type, struct rbuf *r, struct 
 			return rb_fail(r, "fuse record with connection 0");
 		return r->err;
 	}
+	if (type == REC_FD_MEMFD) {
+		struct cr_fd *f = t->nr_fds ? &t->fds[t->nr_fds - 1] : NULL;
+		if (!f || f->kind != CR_FD_MEMFD || f->memfd_ino)
+			return rb_fail(r, "memfd record without its fd record");
+		f->memfd_dev = rb_u64(r);
+		f->memfd_ino = rb_u64(r);
+		rb_end(r);
+		if (!r->err && !f->memfd_ino)
+			return rb_fail(r, "memfd record with inode 0");
+		return r->err;
+	}
 	if (type != REC_FD)
 		return rb_fail(r, "unknown record type");
 	uint64_t n = t->nr_fds;
@@ -971,7 +989,7 @@ int cr_image_validate_task(const struct cr_task *t, uint64_t pages_len)
 	for (uint32_t i = 0; i < t->nr_fds; i++) {
 		const struct cr_fd *f = &t->fds[i];
 		if (f->fd < 0 || f->fd >= (1 << 20) || f->kind < CR_FD_REG ||
-		    f->kind > CR_FD_FIFO) {
+		    f->kind > CR_FD_MEMFD) {
 			cr_error("task %u: fd record %u has a bad number or kind", t->pid, i);
 			return -EBADMSG;
 		}
@@ -992,10 +1010,12 @@ int cr_image_validate_task(const struct cr_task *t, uint64_t pages_len)
 			return -EBADMSG;
 		}
 		bool need_path = f->kind != CR_FD_PIPE && f->kind != CR_FD_UNLINKED;
+		bool need_data = f->kind == CR_FD_UNLINKED || f->kind == CR_FD_MEMFD;
 		if ((need_path && (!f->path || f->path[0] != '/')) ||
+		    (f->kind == CR_FD_MEMFD && strncmp(f->path, "/memfd:", 7) != 0) ||
 		    (f->data && !safe_data_name(f->data)) ||
-		    (f->kind == CR_FD_UNLINKED && !f->data && f->dup_of == -1) ||
-		    f->pipe_size > (1u << 30) || f->data_len > (1ULL << 40) ||
+		    (need_data && !f->data && f->dup_of == -1) || f->pipe_size > (1u << 30) ||
+		    f->data_len > (1ULL << 40) ||
 		    ((f->kind == CR_FD_PIPE || f->kind == CR_FD_FIFO) &&
 		     f->data_len > f->pipe_size)) {
 			cr_error("task %u: fd %d has a bad path, data name or size", t->pid, f->fd);
@@ -1005,6 +1025,11 @@ int cr_image_validate_task(const struct cr_task *t, uint64_t pages_len)
 		    (f->kind == CR_FD_FUSE && (!f->fuse_mnt || f->fuse_mnt[0] != '/'))) {
 			cr_error("task %u: fd %d has a missing or stray FUSE connection record",
 				 t->pid, f->fd);
+			return -EBADMSG;
+		}
+		if ((f->kind == CR_FD_MEMFD) != (f->memfd_ino != 0)) {
+			cr_error("task %u: fd %d has a missing or stray memfd record", t->pid,
+				 f->fd);
 			return -EBADMSG;
 		}
 	}
@@ -1275,6 +1300,8 @@ const char *cr_fd_kind_name(uint32_t kind)
 		return "fifo";
 	case CR_FD_FUSE:
 		return "fuse";
+	case CR_FD_MEMFD:
+		return "memfd";
 	}
 	return "unknown";
 }

@@ -90,6 +90,9 @@ enum cr_fd_kind {
 	CR_FD_TTY = 6,	/* a terminal: restored onto the restorer's terminal */
 	CR_FD_FUSE = 7, /* /dev/fuse bound to a connection: handed over by a keeper (fuse-cr.md) */
 	CR_FD_FIFO = 8, /* named FIFO end, reopened by path; buffered bytes in files/ */
+	/* memfd: contents in files/; a new memfd at restore, shared with the fds and mappings
+	 * of the same memfd (record REC_FD_MEMFD after the fd's REC_FD gives its identity) */
+	CR_FD_MEMFD = 9,
 };
 
 struct cr_fd {
@@ -111,6 +114,9 @@ struct cr_fd {
 	uint8_t fuse_keeper_id[16];
 	char *fuse_mnt;	   /* the mount point it served at dump time */
 	char *fuse_fstype; /* its fstype and source, "fuse.squashfuse squashfuse" */
+	/* CR_FD_MEMFD only: device and inode of the memfd, as cr_vma.dev/ino of its mappings. */
+	uint64_t memfd_dev;
+	uint64_t memfd_ino;
 };
 
 struct cr_sigaction {

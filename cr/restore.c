@@ -282,6 +282,36 @@ static uint32_t memfd_first_vma(const struct cr_task *t, uint32_t i)
 	return i;
 }
 
+/* The fd record of the memfd that VMA v maps (same device and inode), or NULL: the fds and
+ * the mappings of one memfd share the memfd restore_fds.c made for the fd. */
+static const struct cr_fd *memfd_fd_of(const struct cr_task *t, const struct cr_vma *v)
+{
+	for (uint32_t i = 0; i < t->nr_fds; i++) {
+		const struct cr_fd *f = &t->fds[i];
+		if (f->kind == CR_FD_MEMFD && f->dup_of == -1 && f->memfd_dev == v->dev &&
+		    f->memfd_ino == v->ino)
+			return f;
+	}
+	return NULL;
+}
+
+/* A new read-write fd in the child on the memfd its fd f already holds (at its number since
+ * the child started), for mapping it shared and writable whatever f's own access mode. */
+static int memfd_reopen_in_child(struct restore_ctx *c, const struct cr_vma *v,
+				 const struct cr_fd *f, int *ret_fd)
+{
+	char path[64];
+
+	if (f->data_len != v->size) {
+		cr_error("restoring pid %d: fd %d and the mapping at %#" PRIx64
+			 " are one memfd but disagree on its size (%" PRIu64 ", %" PRIu64 ")",
+			 c->pid, f->fd, v->start, f->data_len, v->size);
+		return -EBADMSG;
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", f->fd);
+	return open_in_child(c, path, O_RDWR, ret_fd);
+}
+
 static int close_memfds(struct restore_ctx *c, const int *memfds)
 {
 	int ret = 0;
@@ -361,6 +391,12 @@ static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 					return -EBADMSG;
 				}
 				fd = memfds[memfd_first_vma(t, i)];
+				keep_fd = true;
+			} else if (is_memfd_vma(v) && memfd_fd_of(t, v)) {
+				ret = memfd_reopen_in_child(c, v, memfd_fd_of(t, v), &fd);
+				if (ret < 0)
+					return ret;
+				memfds[i] = fd;
 				keep_fd = true;
 			} else if (v->path && !strncmp(v->path, "/memfd:", 7)) {
 				ret = memfd_in_child(c, v, &fd);

@@ -4,7 +4,8 @@
  * child only has to move them to their numbers.
  *
  * Regular files and devices are reopened by path with their status flags and offset; unlinked
- * files are recreated as anonymous temporary files filled from files/; a pipe whose both ends
+ * files are recreated as anonymous temporary files filled from files/, memfds as new memfds
+ * (one per dumped memfd, also used for its mappings by restore.c); a pipe whose both ends
  * were in the process becomes one new pipe holding the buffered bytes; terminals become the
  * restorer's terminal. fds 0-2 that were a pipe to the outside inherit the restorer's own fd of
  * that number (as a shell job would); other half pipes get a new pipe whose other end is
@@ -15,6 +16,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,6 +82,21 @@ static int open_tty(const struct cr_fd *f)
 	return -ENOTTY;
 }
 
+/* Reopens fd through /proc with the recorded access mode and status flags: a new open file
+ * description of the same file. */
+static int reopen_as(int fd, const struct cr_fd *f, const char *what)
+{
+	char p[64];
+
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	int nfd = open(p, (int)(f->flags & REOPEN_MASK) | O_CLOEXEC);
+	if (nfd < 0) {
+		cr_error("fd %d: reopening the recreated %s: %s", f->fd, what, strerror(errno));
+		return -errno;
+	}
+	return nfd;
+}
+
 static int open_unlinked(const char *dir, const struct cr_fd *f)
 {
 	char tmpdir[PATH_MAX] = "/tmp";
@@ -103,16 +120,43 @@ static int open_unlinked(const char *dir, const struct cr_fd *f)
 	int ret = copy_data(dir, f->data, tmp, f->data_len);
 	if (ret < 0)
 		return ret;
-	/* Reopen through /proc for the recorded access mode and flags (a new description). */
-	char p[64];
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", tmp);
-	int fd = open(p, (int)(f->flags & REOPEN_MASK) | O_CLOEXEC);
-	if (fd < 0) {
-		cr_error("fd %d: reopening the recreated unlinked file: %s", f->fd,
+	/* Reopen for the recorded access mode and flags (a new description). */
+	return reopen_as(tmp, f, "unlinked file");
+}
+
+/*
+ * A memfd: one new memfd per dumped one (device and inode), with the same name and bytes.
+ * Further fds of it (opened again, not dup'ed) get their own open file description of that
+ * memfd; restore.c maps the memfd's VMAs from it too, so fds and mappings stay one object.
+ */
+static int open_memfd(const char *dir, const struct cr_task *t, uint32_t idx,
+		      const struct child_plan *p)
+{
+	const struct cr_fd *f = &t->fds[idx];
+
+	for (uint32_t j = 0; j < idx; j++) {
+		const struct cr_fd *o = &t->fds[j];
+		if (o->kind == CR_FD_MEMFD && o->dup_of == -1 && o->memfd_dev == f->memfd_dev &&
+		    o->memfd_ino == f->memfd_ino) {
+			if (o->data_len != f->data_len) {
+				cr_error("fds %d and %d are one memfd but disagree on its size",
+					 o->fd, f->fd);
+				return -EBADMSG;
+			}
+			return reopen_as(p->fds[j].src, f, "memfd");
+		}
+	}
+	/* memfd_create() names it "memfd:NAME"; the recorded path is "/memfd:NAME". */
+	_cleanup_close_ int mfd = memfd_create(f->path + 7, MFD_CLOEXEC);
+	if (mfd < 0) {
+		cr_error("fd %d: cannot create memfd '%s': %s", f->fd, f->path + 7,
 			 strerror(errno));
 		return -errno;
 	}
-	return fd;
+	int ret = copy_data(dir, f->data, mfd, f->data_len);
+	if (ret < 0)
+		return ret;
+	return reopen_as(mfd, f, "memfd");
 }
 
 static int open_pipe(const char *dir, const struct cr_task *t, uint32_t idx, struct child_plan *p)
@@ -281,6 +325,9 @@ int restore_fds_prepare(const char *dir, const struct cr_task *t, struct child_p
 			case CR_FD_FIFO:
 				fd = open_fifo(dir, t, i, p);
 				break;
+			case CR_FD_MEMFD:
+				fd = open_memfd(dir, t, i, p);
+				break;
 			case CR_FD_FUSE:
 				fd = restore_fuse_open(t, f, &p->fuse);
 				break;
@@ -291,7 +338,8 @@ int restore_fds_prepare(const char *dir, const struct cr_task *t, struct child_p
 				ret = fd;
 				goto fail;
 			}
-			if ((f->kind == CR_FD_REG || f->kind == CR_FD_UNLINKED) &&
+			if ((f->kind == CR_FD_REG || f->kind == CR_FD_UNLINKED ||
+			     f->kind == CR_FD_MEMFD) &&
 			    !(f->flags & O_PATH) && lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
 				ret = -errno;
 				cr_error("fd %d: cannot seek '%s' to %llu: %s", f->fd,

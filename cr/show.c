@@ -93,6 +93,147 @@ static enum sums_state task_sums(const char *dir, uint32_t pid, uint64_t pages, 
 	return SUMS_OK;
 }
 
+/* Capability names as capabilities(7) spells them, by number; newer ones print as "cap_N". */
+static const char *const cap_names[] = {
+	"chown",
+	"dac_override",
+	"dac_read_search",
+	"fowner",
+	"fsetid",
+	"kill",
+	"setgid",
+	"setuid",
+	"setpcap",
+	"linux_immutable",
+	"net_bind_service",
+	"net_broadcast",
+	"net_admin",
+	"net_raw",
+	"ipc_lock",
+	"ipc_owner",
+	"sys_module",
+	"sys_rawio",
+	"sys_chroot",
+	"sys_ptrace",
+	"sys_pacct",
+	"sys_admin",
+	"sys_boot",
+	"sys_nice",
+	"sys_resource",
+	"sys_time",
+	"sys_tty_config",
+	"mknod",
+	"lease",
+	"audit_write",
+	"audit_control",
+	"setfcap",
+	"mac_override",
+	"mac_admin",
+	"syslog",
+	"wake_alarm",
+	"block_suspend",
+	"audit_read",
+	"perfmon",
+	"bpf",
+	"checkpoint_restore",
+};
+
+static void cap_name(unsigned int c, char *buf, size_t len)
+{
+	if (c < sizeof(cap_names) / sizeof(cap_names[0]))
+		snprintf(buf, len, "cap_%s", cap_names[c]);
+	else
+		snprintf(buf, len, "cap_%u", c);
+}
+
+#define CAP_NAMED     (sizeof(cap_names) / sizeof(cap_names[0]))
+#define CAP_NAMED_ALL ((1ULL << CAP_NAMED) - 1)
+
+static void print_cap_list(FILE *out, uint64_t set, bool first)
+{
+	char name[32];
+
+	for (unsigned int c = 0; c < 64; c++) {
+		if (!(set & (1ULL << c)))
+			continue;
+		cap_name(c, name, sizeof(name));
+		fprintf(out, "%s%s", first ? "" : ",", name);
+		first = false;
+	}
+}
+
+/* "0x420 (cap_kill,cap_net_bind_service)"; a set holding most named capabilities is shown
+ * by the named ones it lacks, so a bounding set stays one short line. */
+static void print_cap_set(FILE *out, const char *label, uint64_t set)
+{
+	uint64_t named = set & CAP_NAMED_ALL;
+
+	fprintf(out, "    %-11s %#018" PRIx64 " (", label, set);
+	if (!set) {
+		fputs("none", out);
+	} else if ((unsigned int)__builtin_popcountll(named) > CAP_NAMED / 2) {
+		fputs(named == CAP_NAMED_ALL ? "all" : "all but ", out);
+		print_cap_list(out, CAP_NAMED_ALL & ~set, true);
+		/* Capabilities newer than this build's table. */
+		if (set & ~CAP_NAMED_ALL) {
+			fputs(" plus ", out);
+			print_cap_list(out, set & ~CAP_NAMED_ALL, true);
+		}
+	} else {
+		print_cap_list(out, set, true);
+	}
+	fputs(")\n", out);
+}
+
+static void show_caps_human(const struct cr_task *t, FILE *out)
+{
+	if (!t->has_caps) {
+		fprintf(out, "  capabilities: not recorded (older image), no_new_privs %u\n",
+			t->no_new_privs);
+		return;
+	}
+	fprintf(out, "  capabilities: securebits %#x, no_new_privs %u, dumpable %u\n",
+		t->securebits, t->no_new_privs, t->dumpable);
+	print_cap_set(out, "inheritable", t->cap_inh);
+	print_cap_set(out, "permitted", t->cap_prm);
+	print_cap_set(out, "effective", t->cap_eff);
+	print_cap_set(out, "bounding", t->cap_bnd);
+	print_cap_set(out, "ambient", t->cap_amb);
+}
+
+static void json_cap_set(FILE *out, const char *key, uint64_t set)
+{
+	char name[32];
+	bool first = true;
+
+	fprintf(out, ",\"%s\":%" PRIu64 ",\"%s_names\":[", key, set, key);
+	for (unsigned int c = 0; c < 64; c++) {
+		if (!(set & (1ULL << c)))
+			continue;
+		cap_name(c, name, sizeof(name));
+		fprintf(out, "%s\"%s\"", first ? "" : ",", name);
+		first = false;
+	}
+	fputc(']', out);
+}
+
+/* "caps": null when the image has no CAPS record. */
+static void show_caps_json(const struct cr_task *t, FILE *out)
+{
+	fprintf(out, ",\"no_new_privs\":%u,\"caps\":", t->no_new_privs);
+	if (!t->has_caps) {
+		fputs("null", out);
+		return;
+	}
+	fprintf(out, "{\"securebits\":%u,\"dumpable\":%u", t->securebits, t->dumpable);
+	json_cap_set(out, "inheritable", t->cap_inh);
+	json_cap_set(out, "permitted", t->cap_prm);
+	json_cap_set(out, "effective", t->cap_eff);
+	json_cap_set(out, "bounding", t->cap_bnd);
+	json_cap_set(out, "ambient", t->cap_amb);
+	fputc('}', out);
+}
+
 static void show_human(const struct cr_image *img, const char *dir, FILE *out)
 {
 	fprintf(out, "image format version %u, %u task(s), root pid %u\n", img->version,
@@ -105,6 +246,7 @@ static void show_human(const struct cr_image *img, const char *dir, FILE *out)
 		fprintf(out, "\ntask %u (%s): ppid %u pgid %u sid %u uid %u gid %u umask %03o\n",
 			t->pid, t->comm, t->ppid, t->pgid, t->sid, t->uids[0], t->gids[0],
 			t->umask);
+		show_caps_human(t, out);
 		fprintf(out, "  exe  %s\n  cwd  %s\n  root %s\n", t->exe ? t->exe : "(none)",
 			t->cwd ? t->cwd : "?", t->root ? t->root : "/");
 		fprintf(out,
@@ -145,6 +287,8 @@ static void show_human(const struct cr_image *img, const char *dir, FILE *out)
 			if (f->kind == CR_FD_PIPE)
 				fprintf(out, " pipe %" PRIu64 " buffered %" PRIu64, f->pipe_id,
 					f->data_len);
+			if (f->kind == CR_FD_MEMFD && f->dup_of < 0)
+				fprintf(out, " memfd inode %" PRIu64, f->memfd_ino);
 			if (f->dup_of >= 0)
 				fprintf(out, " (same file as fd %d)", f->dup_of);
 			fprintf(out, " %s", f->path ? f->path : "");
@@ -174,6 +318,7 @@ static void show_json(const struct cr_image *img, const char *dir, FILE *out)
 		json_str(out, t->exe);
 		fprintf(out, ",\"cwd\":");
 		json_str(out, t->cwd);
+		show_caps_json(t, out);
 		fprintf(out,
 			",\"uid\":%u,\"gid\":%u,\"umask\":%u,\"sigmask\":%" PRIu64
 			",\"pending_signals\":%u,\"xstate_bytes\":%u,\"pages\":%" PRIu64
@@ -201,6 +346,9 @@ static void show_json(const struct cr_image *img, const char *dir, FILE *out)
 				f->cloexec ? "true" : "false", f->pos, f->dup_of,
 				f->kind == CR_FD_PIPE ? f->data_len : 0);
 			json_str(out, f->path);
+			if (f->kind == CR_FD_MEMFD)
+				fprintf(out, ",\"memfd_dev\":%" PRIu64 ",\"memfd_ino\":%" PRIu64,
+					f->memfd_dev, f->memfd_ino);
 			if (f->kind == CR_FD_FUSE) {
 				fprintf(out,
 					",\"fuse_conn\":%u,\"fuse_keeper_pid\":%u,\"fuse_mount\":",

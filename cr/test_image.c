@@ -121,8 +121,8 @@ static void fill_task(struct cr_task *t)
 	t->runs[1] = (struct cr_page_run){0x7ffc0000e000, 2};
 	t->pages_total = 5;
 
-	t->nr_fds = 3;
-	t->fds = calloc(3, sizeof(*t->fds));
+	t->nr_fds = 4;
+	t->fds = calloc(4, sizeof(*t->fds));
 	t->fds[0] = (struct cr_fd){
 		.fd = 0, .kind = CR_FD_CHR, .dup_of = -1, .path = strdup("/dev/null")};
 	t->fds[1] = (struct cr_fd){.fd = 1,
@@ -139,6 +139,16 @@ static void fill_task(struct cr_task *t)
 				   .dup_of = 1,
 				   .pipe_id = 77,
 				   .pipe_size = 65536};
+	t->fds[3] = (struct cr_fd){.fd = 5,
+				   .kind = CR_FD_MEMFD,
+				   .flags = 2,
+				   .dup_of = -1,
+				   .pos = 100,
+				   .data_len = 8192,
+				   .path = strdup("/memfd:buf"),
+				   .data = strdup("memfd-1-5.data"),
+				   .memfd_dev = 12,
+				   .memfd_ino = 3456};
 }
 
 static const enum cr_file_kind kinds[] = {CR_FILE_CORE, CR_FILE_MM, CR_FILE_PAGEMAP, CR_FILE_FDS};
@@ -189,9 +199,12 @@ static void test_round_trip(const struct cr_image *src)
 	      !strcmp(b->vmas[0].path, "/usr/bin/python3") && b->vmas[1].path == NULL &&
 	      b->vmas[2].flags == CR_VMA_F_GROWSDOWN && b->vmas[3].content_hash == 99);
 	CHECK(b->nr_runs == 2 && b->pages_total == 5 && b->runs[1].vaddr == 0x7ffc0000e000);
-	CHECK(b->nr_fds == 3 && b->fds[1].pipe_id == 77 && b->fds[1].data_len == 10 &&
+	CHECK(b->nr_fds == 4 && b->fds[1].pipe_id == 77 && b->fds[1].data_len == 10 &&
 	      !strcmp(b->fds[1].data, "pipe-77.data") && b->fds[2].dup_of == 1 &&
 	      b->fds[2].data == NULL && !strcmp(b->fds[0].path, "/dev/null"));
+	CHECK(b->fds[3].kind == CR_FD_MEMFD && b->fds[3].memfd_dev == 12 &&
+	      b->fds[3].memfd_ino == 3456 && b->fds[3].pos == 100 &&
+	      !strcmp(b->fds[3].path, "/memfd:buf"));
 	CHECK(cr_image_validate_task(b, 5 * CR_PAGE_SIZE) == 0);
 	CHECK(cr_image_validate_task(b, 4 * CR_PAGE_SIZE) == -EBADMSG);
 	cr_image_free(dst);
@@ -259,6 +272,15 @@ static void test_validation(struct cr_image *img)
 	t->fds[2].dup_of = 5;
 	CHECK(cr_image_validate_task(t, UINT64_MAX) == -EBADMSG);
 	t->fds[2].dup_of = 1;
+	t->fds[3].memfd_ino = 0; /* a memfd fd needs its identity */
+	CHECK(cr_image_validate_task(t, UINT64_MAX) == -EBADMSG);
+	t->fds[3].memfd_ino = 3456;
+	t->fds[3].path[1] = 'x'; /* and a memfd name */
+	CHECK(cr_image_validate_task(t, UINT64_MAX) == -EBADMSG);
+	t->fds[3].path[1] = 'm';
+	t->fds[3].kind = CR_FD_UNLINKED; /* identity on another kind */
+	CHECK(cr_image_validate_task(t, UINT64_MAX) == -EBADMSG);
+	t->fds[3].kind = CR_FD_MEMFD;
 	le32_put(t->siginfos[0].info, 65);
 	CHECK(cr_image_validate_task(t, UINT64_MAX) == -EBADMSG);
 	le32_put(t->siginfos[0].info, 12);

@@ -82,20 +82,28 @@ static void pass_tick(struct defer_pass *p)
 
 		if (w == 0 || (w < 0 && errno == EINTR))
 			return;
-		p->child = 0;
 		if (w > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+			p->child = 0;
 			store_defer_done(p->s, p->child_mark);
 			log_debug("store '%s': background compression pass done", p->store_path);
 			return;
 		}
 		if (p->child_mark == 0)
 			p->leftover = true;
-		log_warn("store '%s': background compression pass (pid %d) failed (%s %d); "
-			 "retrying in %u s",
-			 p->store_path, (int)w,
-			 w > 0 && WIFSIGNALED(status) ? "signal" : "exit status",
-			 w > 0 && WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
-			 DEFER_RETRY_MS / 1000);
+		/* status is only set when waitpid returned the child. */
+		if (w < 0)
+			log_warn("store '%s': background compression pass (pid %d) lost: "
+				 "waitpid: %s; retrying in %u s",
+				 p->store_path, (int)p->child, strerror(errno),
+				 DEFER_RETRY_MS / 1000);
+		else
+			log_warn("store '%s': background compression pass (pid %d) failed (%s %d); "
+				 "retrying in %u s",
+				 p->store_path, (int)w,
+				 WIFSIGNALED(status) ? "signal" : "exit status",
+				 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+				 DEFER_RETRY_MS / 1000);
+		p->child = 0;
 		p->retry_at_ms = now_ms() + DEFER_RETRY_MS;
 		return;
 	}
@@ -199,6 +207,10 @@ int defer_pass_start(struct store *s, const char *store_path, struct defer_pass 
 	p->s = s;
 	p->idle_ms = (unsigned)idle;
 	p->devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (p->devnull < 0)
+		log_warn("background compression pass: cannot open '/dev/null' (%s): gc's "
+			 "statistics go to the daemon's stdout",
+			 strerror(errno));
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -211,9 +223,10 @@ int defer_pass_start(struct store *s, const char *store_path, struct defer_pass 
 	}
 	/* The pass is this very binary (the daemon is `ckptfs mount`) running `gc`. */
 	n = readlink("/proc/self/exe", p->exe, sizeof(p->exe) - 1);
-	if (n < 0) {
-		r = -errno;
-		log_err("background compression pass: cannot find our own executable: %s",
+	if (n < 0 || (size_t)n >= sizeof(p->exe) - 1) {
+		r = n < 0 ? -errno : -ENAMETOOLONG;
+		log_err("background compression pass: cannot find our own executable "
+			"('/proc/self/exe'): %s",
 			strerror(-r));
 		goto fail;
 	}

@@ -138,6 +138,55 @@ out:
 	return r;
 }
 
+int fmap_block_load(struct idx_txn *txn, uint64_t ino, uint64_t block, uint8_t *ids)
+{
+	uint8_t k[FMAP_KEY_LEN];
+	const void *v;
+	size_t vlen;
+	int r;
+
+	memset(ids, 0, FMAP_BLOCK_LEN);
+	fmap_key(k, ino, block);
+	r = idx_get(txn, IDX_FMAP, k, sizeof(k), &v, &vlen);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	if (vlen % STORE_CHUNK_ID_LEN || vlen > FMAP_BLOCK_LEN)
+		return store_error(-EBADMSG, "inode %llu: file map block %llu has %zu bytes",
+				   (unsigned long long)ino, (unsigned long long)block, vlen);
+	memcpy(ids, v, vlen);
+	return 0;
+}
+
+size_t fmap_block_used(const uint8_t *ids)
+{
+	size_t used;
+
+	for (used = FMAP_SLOTS; used > 0; used--) {
+		struct chunk_id t;
+
+		memcpy(t.b, ids + (used - 1) * STORE_CHUNK_ID_LEN, STORE_CHUNK_ID_LEN);
+		if (!chunk_id_is_null(&t))
+			break;
+	}
+	return used;
+}
+
+int fmap_block_store(struct idx_txn *txn, uint64_t ino, uint64_t block, const uint8_t *ids)
+{
+	size_t used = fmap_block_used(ids);
+	uint8_t k[FMAP_KEY_LEN];
+	int r;
+
+	fmap_key(k, ino, block);
+	if (used == 0) {
+		r = idx_del(txn, IDX_FMAP, k, sizeof(k));
+		return r == -ENOENT ? 0 : r;
+	}
+	return idx_put(txn, IDX_FMAP, k, sizeof(k), ids, used * STORE_CHUNK_ID_LEN, 0);
+}
+
 static int del_prefix(struct idx_txn *txn, enum idx_dbi dbi, uint64_t ino)
 {
 	struct idx_cursor *c = NULL;

@@ -138,22 +138,6 @@ static int copy_bytes(struct store *s, uint64_t ino_in, uint64_t off_in, uint64_
 	return 0;
 }
 
-/* Does oi buffer a page (or a hole) at a chunk index in [first, first + n)? */
-static bool dirty_in_range(const struct oinode *oi, uint64_t first, uint64_t n)
-{
-	for (size_t i = 0; i < oi->blocks.cap; i++) {
-		const struct dblock *b = oi->blocks.slots[i].val;
-		uint64_t base = oi->blocks.slots[i].key * DIRTY_SLOTS;
-
-		if (!b || !b->present || base + DIRTY_SLOTS <= first || base >= first + n)
-			continue;
-		for (unsigned j = 0; j < DIRTY_SLOTS; j++)
-			if ((b->present & (1ULL << j)) && base + j >= first && base + j < first + n)
-				return true;
-	}
-	return false;
-}
-
 /* Waits until the index can stand for both files (s->mu held; in and out pinned, since the
  * lock is dropped meanwhile):
  *  - no flush of either is running: its commit would land after ours and write back the file
@@ -162,7 +146,7 @@ static bool dirty_in_range(const struct oinode *oi, uint64_t first, uint64_t n)
  *    still holds slots the truncate cut off): such a source is flushed;
  *  - the destination has no pending truncate (its flush would cut the copied slots): flushed.
  * Buffered pages of the destination are left alone: those outside the range do not meet the
- * copy, those inside it are older than the copy and are dropped after it (drop_dirty_range).
+ * copy, those inside it are older than the copy and are dropped after it (oinode_drop_dirty).
  * So a dump that alternates writes of changed pages with copies of unchanged runs does not pay a
  * flush (a pack fdatasync) per copy. -EAGAIN when writers keep refilling the buffers. */
 static int settle(struct store *s, struct oinode *in, uint64_t first_in, uint64_t n,
@@ -175,7 +159,8 @@ static int settle(struct store *s, struct oinode *in, uint64_t first_in, uint64_
 		int r = 0;
 
 		if (in->discard || out->discard)
-			return -ENOENT;
+			return store_error(-ENOENT, "inode %llu: removed during the copy",
+					   (unsigned long long)(in->discard ? in->ino : out->ino));
 		if (in->fl_active || out->fl_active) {
 			/* Any flush's end wakes us, so allow many; a file that some writer keeps
 			 * the flusher busy with gets the byte path. */
@@ -184,7 +169,7 @@ static int settle(struct store *s, struct oinode *in, uint64_t first_in, uint64_
 			pthread_cond_wait(&s->flushed, &s->mu);
 			continue;
 		}
-		flush_in = in->trunc_floor != UINT64_MAX || dirty_in_range(in, first_in, n);
+		flush_in = in->trunc_floor != UINT64_MAX || oinode_dirty_in_range(in, first_in, n);
 		flush_out = out->trunc_floor != UINT64_MAX;
 		if (!flush_in && !flush_out)
 			return 0;
@@ -199,71 +184,25 @@ static int settle(struct store *s, struct oinode *in, uint64_t first_in, uint64_
 	}
 }
 
-/* Forgets what the destination buffered for chunks [first, first + n): the copy that just
- * committed replaced those bytes (s->mu held). */
-static void drop_dirty_range(struct store *s, struct oinode *oi, uint64_t first, uint64_t n)
-{
-	bool dropped = false;
-
-	for (size_t i = 0; i < oi->blocks.cap; i++) {
-		struct dblock *b = oi->blocks.slots[i].val;
-		uint64_t base = oi->blocks.slots[i].key * DIRTY_SLOTS;
-
-		if (!b || !b->present || base + DIRTY_SLOTS <= first || base >= first + n)
-			continue;
-		for (unsigned j = 0; j < DIRTY_SLOTS; j++) {
-			if (!(b->present & (1ULL << j)) || base + j < first ||
-			    base + j >= first + n)
-				continue;
-			if (b->pages[j]) {
-				page_free(s, b->pages[j]);
-				b->pages[j] = NULL;
-				s->dirty_bytes -= STORE_CHUNK_SIZE;
-			}
-			b->present &= ~(1ULL << j);
-			oi->npages--;
-			dropped = true;
-		}
-	}
-	/* Writers waiting for room may go on. */
-	if (dropped)
-		pthread_cond_broadcast(&s->flushed);
-}
+_Static_assert(sizeof(struct chunk_id) == STORE_CHUNK_ID_LEN, "file map slots are chunk ids");
 
 /* Copies the ids of chunks [first, first + n) of ino, as txn has them, into ids (null for
  * holes). */
 static int fmap_read_ids(struct idx_txn *txn, uint64_t ino, uint64_t first, uint64_t n,
 			 struct chunk_id *ids)
 {
+	uint8_t blk[FMAP_BLOCK_LEN];
 	uint64_t done = 0;
 
 	while (done < n) {
-		uint64_t idx = first + done, block = idx / FMAP_SLOTS, slot = idx % FMAP_SLOTS;
+		uint64_t idx = first + done, slot = idx % FMAP_SLOTS;
 		uint64_t m = MIN(FMAP_SLOTS - slot, n - done);
-		uint8_t k[FMAP_KEY_LEN];
-		const void *v = NULL;
-		size_t vlen = 0;
 		int r;
 
-		fmap_key(k, ino, block);
-		r = idx_get(txn, IDX_FMAP, k, sizeof(k), &v, &vlen);
-		if (r == -ENOENT)
-			vlen = 0;
-		else if (r < 0)
+		r = fmap_block_load(txn, ino, idx / FMAP_SLOTS, blk);
+		if (r < 0)
 			return r;
-		else if (vlen % STORE_CHUNK_ID_LEN || vlen > FMAP_SLOTS * STORE_CHUNK_ID_LEN)
-			return store_error(
-				-EBADMSG, "inode %llu: file map block %llu has %zu bytes",
-				(unsigned long long)ino, (unsigned long long)block, vlen);
-		for (uint64_t i = 0; i < m; i++) {
-			uint64_t at = (slot + i) * STORE_CHUNK_ID_LEN;
-
-			if (at + STORE_CHUNK_ID_LEN <= vlen)
-				memcpy(ids[done + i].b, (const uint8_t *)v + at,
-				       STORE_CHUNK_ID_LEN);
-			else
-				memset(ids[done + i].b, 0, STORE_CHUNK_ID_LEN);
-		}
+		memcpy(ids + done, blk + slot * STORE_CHUNK_ID_LEN, m * STORE_CHUNK_ID_LEN);
 		done += m;
 	}
 	return 0;
@@ -316,7 +255,7 @@ static int copy_refs(struct store *s, uint64_t ino_in, uint64_t first_in, uint64
 	int r;
 
 	src = malloc(FMAP_SLOTS * sizeof(*src));
-	ids = malloc(FMAP_SLOTS * STORE_CHUNK_ID_LEN);
+	ids = malloc(FMAP_BLOCK_LEN);
 	d = malloc(2 * npages * sizeof(*d));
 	if (!src || !ids || !d)
 		return -ENOMEM;
@@ -345,30 +284,15 @@ static int copy_refs(struct store *s, uint64_t ino_in, uint64_t first_in, uint64
 	for (uint64_t done = 0; done < npages;) {
 		uint64_t idx = first_out + done, block = idx / FMAP_SLOTS, slot = idx % FMAP_SLOTS;
 		uint64_t m = MIN(FMAP_SLOTS - slot, npages - done);
-		uint8_t k[FMAP_KEY_LEN];
-		const void *v;
-		size_t vlen, used;
 		bool changed = false;
 
 		/* Source ids first: in one file the source slots may share this block. */
 		r = fmap_read_ids(txn, ino_in, first_in + done, m, src);
 		if (r < 0)
 			goto out_abort;
-		fmap_key(k, ino_out, block);
-		memset(ids, 0, FMAP_SLOTS * STORE_CHUNK_ID_LEN);
-		r = idx_get(txn, IDX_FMAP, k, sizeof(k), &v, &vlen);
-		if (r >= 0) {
-			if (vlen % STORE_CHUNK_ID_LEN || vlen > FMAP_SLOTS * STORE_CHUNK_ID_LEN) {
-				r = store_error(-EBADMSG,
-						"inode %llu: file map block %llu has %zu bytes",
-						(unsigned long long)ino_out,
-						(unsigned long long)block, vlen);
-				goto out_abort;
-			}
-			memcpy(ids, v, vlen);
-		} else if (r != -ENOENT) {
+		r = fmap_block_load(txn, ino_out, block, ids);
+		if (r < 0)
 			goto out_abort;
-		}
 		for (uint64_t i = 0; i < m; i++) {
 			uint8_t *at = ids + (slot + i) * STORE_CHUNK_ID_LEN;
 			struct chunk_id old;
@@ -386,21 +310,7 @@ static int copy_refs(struct store *s, uint64_t ino_in, uint64_t first_in, uint64
 		done += m;
 		if (!changed)
 			continue;
-		/* Same shape as flush writes: trailing holes trimmed, an all-hole block deleted. */
-		for (used = FMAP_SLOTS; used > 0; used--) {
-			struct chunk_id t;
-
-			memcpy(t.b, ids + (used - 1) * STORE_CHUNK_ID_LEN, STORE_CHUNK_ID_LEN);
-			if (!chunk_id_is_null(&t))
-				break;
-		}
-		if (used == 0) {
-			r = idx_del(txn, IDX_FMAP, k, sizeof(k));
-			if (r == -ENOENT)
-				r = 0;
-		} else {
-			r = idx_put(txn, IDX_FMAP, k, sizeof(k), ids, used * STORE_CHUNK_ID_LEN, 0);
-		}
+		r = fmap_block_store(txn, ino_out, block, ids);
 		if (r < 0)
 			goto out_abort;
 	}
@@ -429,10 +339,7 @@ static int copy_refs(struct store *s, uint64_t ino_in, uint64_t first_in, uint64
 	in.size = MAX(in.size, min_size);
 	now_ts(&in.mtime);
 	in.ctime = in.mtime;
-	if (stored < 0 && (uint64_t)-stored > in.stored)
-		in.stored = 0;
-	else
-		in.stored += (uint64_t)stored;
+	inode_add_stored(&in, stored);
 	r = ino_save(txn, &in);
 	if (r < 0)
 		goto out_abort;
@@ -475,7 +382,10 @@ static int copy_pages_locked(struct store *s, struct oinode *in, struct oinode *
 			      (first_out + done + n) * STORE_CHUNK_SIZE, &size, &mtime);
 		if (r < 0)
 			break;
-		drop_dirty_range(s, out, first_out + done, n);
+		/* The destination's buffered pages in the range are older than the copy, which
+		 * just replaced them; writers waiting for room may go on. */
+		if (oinode_drop_dirty(s, out, first_out + done, n))
+			pthread_cond_broadcast(&s->flushed);
 		out->size = MAX(out->size, size);
 		out->mtime = mtime;
 		ckpt_touch_locked(s, out->ckpt_ino);
@@ -501,7 +411,8 @@ int store_copy_range(struct store *s, uint64_t ino_in, uint64_t off_in, uint64_t
 	int r;
 
 	if (s->flags & STORE_OPEN_RDONLY)
-		return -EROFS;
+		return store_error(-EROFS, "inode %llu: the store is open read-only",
+				   (unsigned long long)ino_out);
 	pthread_mutex_lock(&s->mu);
 	r = oinode_get(s, ino_in, &in);
 	if (r < 0) {
@@ -525,7 +436,9 @@ int store_copy_range(struct store *s, uint64_t ino_in, uint64_t off_in, uint64_t
 	if (len == 0)
 		goto out_unpin;
 	if (add_overflows_u64(off_out, len, &end_out) || end_out > (1ULL << 62)) {
-		r = -EFBIG;
+		r = store_error(-EFBIG,
+				"inode %llu: a copy to offset %llu would pass the largest size",
+				(unsigned long long)ino_out, (unsigned long long)off_out);
 		goto out_unpin;
 	}
 	if (ino_in == ino_out && off_out < off_in + len && off_in < end_out) {

@@ -314,6 +314,59 @@ static int zero_range(struct store *s, struct oinode *oi, uint64_t from, uint64_
 	return 0;
 }
 
+/* Is chunk index idx in [first, first + n)? (No overflow for n up to UINT64_MAX - first.) */
+static bool idx_in_range(uint64_t idx, uint64_t first, uint64_t n)
+{
+	return idx >= first && idx - first < n;
+}
+
+/* Can dirty block b, holding chunks [base, base + DIRTY_SLOTS), meet [first, first + n)? */
+static bool dblock_meets(const struct dblock *b, uint64_t base, uint64_t first, uint64_t n)
+{
+	return b && b->present && base + DIRTY_SLOTS > first && (base < first || base - first < n);
+}
+
+bool oinode_dirty_in_range(const struct oinode *oi, uint64_t first, uint64_t n)
+{
+	for (size_t i = 0; i < oi->blocks.cap; i++) {
+		const struct dblock *b = oi->blocks.slots[i].val;
+		uint64_t base = oi->blocks.slots[i].key * DIRTY_SLOTS;
+
+		if (!dblock_meets(b, base, first, n))
+			continue;
+		for (unsigned j = 0; j < DIRTY_SLOTS; j++)
+			if ((b->present & (1ULL << j)) && idx_in_range(base + j, first, n))
+				return true;
+	}
+	return false;
+}
+
+bool oinode_drop_dirty(struct store *s, struct oinode *oi, uint64_t first, uint64_t n)
+{
+	bool dropped = false;
+
+	for (size_t i = 0; i < oi->blocks.cap; i++) {
+		struct dblock *b = oi->blocks.slots[i].val;
+		uint64_t base = oi->blocks.slots[i].key * DIRTY_SLOTS;
+
+		if (!dblock_meets(b, base, first, n))
+			continue;
+		for (unsigned j = 0; j < DIRTY_SLOTS; j++) {
+			if (!(b->present & (1ULL << j)) || !idx_in_range(base + j, first, n))
+				continue;
+			if (b->pages[j]) {
+				page_free(s, b->pages[j]);
+				b->pages[j] = NULL;
+				s->dirty_bytes -= STORE_CHUNK_SIZE;
+			}
+			b->present &= ~(1ULL << j);
+			oi->npages--;
+			dropped = true;
+		}
+	}
+	return dropped;
+}
+
 int oinode_truncate(struct store *s, struct oinode *oi, uint64_t size)
 {
 	if (oi->sealed)
@@ -332,25 +385,7 @@ int oinode_truncate(struct store *s, struct oinode *oi, uint64_t size)
 			       STORE_CHUNK_SIZE - size % STORE_CHUNK_SIZE);
 		}
 		/* Dirty chunks past the new end are dropped now, indexed ones at the flush. */
-		for (size_t i = 0; i < oi->blocks.cap; i++) {
-			struct dblock *b = oi->blocks.slots[i].val;
-			uint64_t base;
-
-			if (!b)
-				continue;
-			base = oi->blocks.slots[i].key * DIRTY_SLOTS;
-			for (unsigned j = 0; j < DIRTY_SLOTS; j++) {
-				if (!(b->present & (1ULL << j)) || base + j < first_dead)
-					continue;
-				if (b->pages[j]) {
-					page_free(s, b->pages[j]);
-					b->pages[j] = NULL;
-					s->dirty_bytes -= STORE_CHUNK_SIZE;
-				}
-				b->present &= ~(1ULL << j);
-				oi->npages--;
-			}
-		}
+		(void)oinode_drop_dirty(s, oi, first_dead, UINT64_MAX - first_dead);
 		oi->trunc_floor = MIN(oi->trunc_floor, size);
 	}
 	oi->size = size;

@@ -389,24 +389,13 @@ static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu, st
 static int apply_block(struct idx_txn *txn, uint64_t ino, struct flush_ent *e, size_t n,
 		       struct flush_uniq *u, int64_t *stored_delta, bool *ret_missing)
 {
-	uint8_t ids[FMAP_SLOTS * STORE_CHUNK_ID_LEN];
-	uint8_t k[FMAP_KEY_LEN];
-	const void *v;
-	size_t vlen, used;
+	uint8_t ids[FMAP_BLOCK_LEN];
 	uint64_t block = e[0].idx / FMAP_SLOTS;
 	int r;
 
-	fmap_key(k, ino, block);
-	memset(ids, 0, sizeof(ids));
-	r = idx_get(txn, IDX_FMAP, k, sizeof(k), &v, &vlen);
-	if (r >= 0) {
-		if (vlen > sizeof(ids) || vlen % STORE_CHUNK_ID_LEN)
-			return store_error(-EBADMSG, "inode %llu: file map record of %zu bytes",
-					   (unsigned long long)ino, vlen);
-		memcpy(ids, v, vlen);
-	} else if (r != -ENOENT) {
+	r = fmap_block_load(txn, ino, block, ids);
+	if (r < 0)
 		return r;
-	}
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *slot = ids + (e[i].idx % FMAP_SLOTS) * STORE_CHUNK_ID_LEN;
 		struct chunk_id old;
@@ -448,18 +437,7 @@ static int apply_block(struct idx_txn *txn, uint64_t ino, struct flush_ent *e, s
 		}
 		memcpy(slot, e[i].id.b, STORE_CHUNK_ID_LEN);
 	}
-	for (used = FMAP_SLOTS; used > 0; used--) {
-		struct chunk_id t;
-
-		memcpy(t.b, ids + (used - 1) * STORE_CHUNK_ID_LEN, STORE_CHUNK_ID_LEN);
-		if (!chunk_id_is_null(&t))
-			break;
-	}
-	if (used == 0) {
-		r = idx_del(txn, IDX_FMAP, k, sizeof(k));
-		return r == -ENOENT ? 0 : r;
-	}
-	return idx_put(txn, IDX_FMAP, k, sizeof(k), ids, used * STORE_CHUNK_ID_LEN, 0);
+	return fmap_block_store(txn, ino, block, ids);
 }
 
 /* Stores the stolen dirty state of inode ino: hash, dedup against the index, compress and
@@ -636,10 +614,7 @@ static int flush_work_pinned(struct store *s, uint64_t ino, struct u64map *block
 			in.size = size;
 			in.mtime = in.ctime = mtime;
 		}
-		if (delta < 0 && (uint64_t)-delta > in.stored)
-			in.stored = 0;
-		else
-			in.stored += (uint64_t)delta;
+		inode_add_stored(&in, delta);
 		r = ino_save(txn, &in);
 		if (r < 0)
 			goto fail;

@@ -278,15 +278,13 @@ static int gc_lookup(struct idx_txn *txn, const struct chunk_id *id, struct main
 /* Looks id up in the scan's read transaction, renewed every GC_TXN_RECORDS lookups. */
 static int gc_scan_lookup(struct gc *g, const struct chunk_id *id, struct maint_loc *ret)
 {
-	int r;
-
 	if (g->rtxn_uses++ >= GC_TXN_RECORDS) {
 		idx_txn_abort(g->rtxn);
 		g->rtxn = NULL;
 		g->rtxn_uses = 0;
 	}
 	if (!g->rtxn) {
-		r = idx_txn_begin(g->s->db, false, &g->rtxn);
+		int r = idx_txn_begin(g->s->db, false, &g->rtxn);
 		if (r < 0)
 			return r;
 	}
@@ -752,7 +750,7 @@ int store_gc_flags(struct store *s, unsigned flags, struct store_gc_stats *ret_s
 			goto out;
 	}
 	/* The background pass only compresses; dropping lost entries is gc's own business. */
-	r = flags & STORE_GC_DEFERRED_ONLY ? 0 : gc_drop_lost(&g, lost, nlost);
+	r = (flags & STORE_GC_DEFERRED_ONLY) ? 0 : gc_drop_lost(&g, lost, nlost);
 	if (r < 0)
 		goto out;
 	if (ret_stats)

@@ -83,6 +83,16 @@ void inode_encode(const struct inode *in, void *buf)
 		memcpy(p + INODE_REC_LEN, in->target, in->target_len);
 }
 
+void inode_add_stored(struct inode *in, int64_t delta)
+{
+	/* Releasing more than was counted happens when a slot named a chunk the index had lost
+	 * (fsck reports those): stop at zero. */
+	if (delta < 0 && (uint64_t)-delta > in->stored)
+		in->stored = 0;
+	else
+		in->stored += (uint64_t)delta;
+}
+
 void inode_done(struct inode *in)
 {
 	free(in->target);

@@ -45,6 +45,8 @@ int inode_decode(uint64_t ino, const void *val, size_t len, struct inode *ret);
 /* Encodes into buf of inode_encoded_len() bytes. */
 size_t inode_encoded_len(const struct inode *in);
 void inode_encode(const struct inode *in, void *buf);
+/* Adds delta to the stored bytes, never going below zero. */
+void inode_add_stored(struct inode *in, int64_t delta);
 void inode_done(struct inode *in);
 void inode_to_attr(const struct inode *in, bool sealed, struct store_attr *ret_attr);
 

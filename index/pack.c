@@ -202,7 +202,6 @@ int pack_writer_sync(struct pack_writer *w)
 int pack_writer_mark_deferred(struct pack_writer *w)
 {
 	uint8_t v[4];
-	char path[64];
 	int r;
 
 	if (w->deferred)
@@ -213,6 +212,8 @@ int pack_writer_mark_deferred(struct pack_writer *w)
 	le32_put(v, PACK_VERSION_DEFER);
 	r = pwrite_full(w->fd, v, sizeof(v), 8);
 	if (r < 0) {
+		char path[64];
+
 		pack_path(w->number, path, sizeof(path));
 		return store_error(r, "mark pack '%s' as holding deferred records: %s", path,
 				   strerror(-r));

@@ -266,13 +266,8 @@ static int rb_fmap_flush(struct rb *b)
 	if (!b->fm_active)
 		return 0;
 	b->fm_active = false;
-	for (used = FMAP_SLOTS; used > 0; used--) {
-		struct chunk_id t;
-
-		memcpy(t.b, b->fm_ids + (used - 1) * STORE_CHUNK_ID_LEN, STORE_CHUNK_ID_LEN);
-		if (!chunk_id_is_null(&t))
-			break;
-	}
+	/* A fresh index: an all-hole block has nothing to delete. */
+	used = fmap_block_used(b->fm_ids);
 	if (used == 0)
 		return 0;
 	fmap_key(k, b->fm_ino, b->fm_block);

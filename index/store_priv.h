@@ -238,6 +238,15 @@ int chunk_unref(struct idx_txn *txn, const struct chunk_id *id, uint32_t *ret_le
 /* Drops every file-map slot at chunk index >= first (refcounts -1); returns the stored bytes
  * released through ret_freed. */
 int fmap_drop_from(struct idx_txn *txn, uint64_t ino, uint64_t first, uint64_t *ret_freed);
+/* One file-map block as an array of FMAP_SLOTS ids (holes are null ids). fmap_block_load fills
+ * ids from the index (all holes when the block is absent; -EBADMSG for a record that is not a
+ * whole number of ids or is too long). fmap_block_store writes it back in the one shape every
+ * writer uses: trailing holes trimmed (fmap_block_used slots kept), an all-hole block deleted.
+ * Neither touches refcounts. */
+#define FMAP_BLOCK_LEN ((size_t)FMAP_SLOTS * STORE_CHUNK_ID_LEN)
+int fmap_block_load(struct idx_txn *txn, uint64_t ino, uint64_t block, uint8_t *ids);
+size_t fmap_block_used(const uint8_t *ids);
+int fmap_block_store(struct idx_txn *txn, uint64_t ino, uint64_t block, const uint8_t *ids);
 /* Removes an inode with all its data and xattrs (nlink already 0). */
 int ino_destroy(struct idx_txn *txn, uint64_t ino);
 
@@ -246,6 +255,13 @@ int ino_destroy(struct idx_txn *txn, uint64_t ino);
 int oinode_get(struct store *s, uint64_t ino, struct oinode **ret);
 /* Drops buffered data and forgets the inode. */
 void oinode_discard(struct store *s, struct oinode *oi);
+/* Does oi buffer a page (or a hole) at a chunk index in [first, first + n)? (Not counting what a
+ * running flush holds.) n may be UINT64_MAX - first: "from first on". */
+bool oinode_dirty_in_range(const struct oinode *oi, uint64_t first, uint64_t n);
+/* Forgets the pages and holes oi buffers at chunk indexes [first, first + n) (the bytes there
+ * were replaced in the index, or cut off); true if there were any. Waking writers that wait
+ * for room is the caller's choice. */
+bool oinode_drop_dirty(struct store *s, struct oinode *oi, uint64_t first, uint64_t n);
 /* In-memory truncate from cur_size to size (applied to the index at the next flush). */
 int oinode_truncate(struct store *s, struct oinode *oi, uint64_t size);
 /* Page allocator for dirty buffers (s->mu held). */

@@ -40,18 +40,27 @@ demo=$!
 sleep 1.5
 echo "   pid $demo, last line before the dump: $(tail -n1 "$log")"
 
-echo "== ckptfs dump --pid $demo $mnt/demo-1   (freezes, dumps, kills)"
-"$ckptfs" dump --pid "$demo" "$mnt/demo-1"
+echo "== ckptfs dump --pid $demo --leave-running $mnt/demo-0   (a first checkpoint; it keeps running)"
+"$ckptfs" dump --pid "$demo" --leave-running "$mnt/demo-0"
+sleep 0.5
+echo "== ckptfs dump --pid $demo --parent $mnt/demo-0 $mnt/demo-1   (incremental: freezes, dumps, kills)"
+"$ckptfs" dump --pid "$demo" --parent "$mnt/demo-0" "$mnt/demo-1"
 { wait "$demo"; } 2>/dev/null || true
 before=$(tail -n1 "$log")
 pid=$demo
 demo=
 echo "   the process is gone; last line: $before"
-echo "== the checkpoint is a sealed directory of image files in the store:"
+echo "== each checkpoint is a sealed directory of image files; the second one added only its changes:"
 ls -l "$mnt/demo-1"
+# A dump stores new pages raw and the mount compresses them once writes are idle (deferred
+# compression): wait for that, so the sizes below are the settled ones.
+for _ in $(seq 100); do
+	"$ckptfs" df "$store" | grep -q '^deferred  *0 bytes' && break
+	sleep 0.1
+done
 "$ckptfs" ls "$store"
 echo "== ckptfs show $mnt/demo-1"
-"$ckptfs" show "$mnt/demo-1" | head -n 25
+{ "$ckptfs" show "$mnt/demo-1" || true; } | head -n 25 # (show may get SIGPIPE from head)
 
 echo "== ckptfs restore --detach $mnt/demo-1"
 "$ckptfs" restore --detach --pidfile "$work/pid" "$mnt/demo-1"

@@ -148,6 +148,41 @@ sys.exit(0 if int(sys.argv[2]) in set(pids(doc)) else 1)
 PY
 }
 
+# The capability state ckptfs show reports for an image of workloads/wl_caps.c, which sets
+# known values: effective {kill, net_bind_service}, ambient {net_bind_service}, securebits
+# NOROOT|NOROOT_LOCKED|KEEP_CAPS (0x13), no_new_privs, four bounding-set drops.
+cr_check_show_caps() {
+	local dir=$1
+	cr_ckptfs 30 show "$dir" >"$CR_TMP/show.txt" || cr_fail "ckptfs show '$dir' failed"
+	grep -Eq '^    effective +0x0000000000000420 \(cap_kill,cap_net_bind_service\)$' "$CR_TMP/show.txt" ||
+		cr_fail "ckptfs show does not report the effective set {kill, net_bind_service}"
+	grep -q 'capabilities: securebits 0x13, no_new_privs 1' "$CR_TMP/show.txt" ||
+		cr_fail "ckptfs show does not report securebits 0x13 and no_new_privs 1"
+	cr_ckptfs 30 show --json "$dir" >"$CR_TMP/show.json" || cr_fail "ckptfs show --json '$dir' failed"
+	python3 - "$CR_TMP/show.json" <<'PY' || cr_fail "ckptfs show --json reports the wrong capability state"
+import json, sys
+t = json.load(open(sys.argv[1]))["tasks"][0]
+c = t["caps"]
+want = {
+    "effective": 1 << 5 | 1 << 10,
+    "ambient": 1 << 10,
+    "permitted": 1 << 0 | 1 << 5 | 1 << 8 | 1 << 10 | 1 << 12,
+    "inheritable": 1 << 0 | 1 << 10 | 1 << 27,
+    "securebits": 0x13,
+}
+bad = [k for k, v in want.items() if c[k] != v]
+dropped = {"cap_sys_boot", "cap_mknod", "cap_audit_write", "cap_net_raw"}
+if dropped & set(c["bounding_names"]) or "cap_kill" not in c["bounding_names"]:
+    bad.append("bounding")
+if c["effective_names"] != ["cap_kill", "cap_net_bind_service"]:
+    bad.append("effective_names")
+if t["no_new_privs"] != 1:
+    bad.append("no_new_privs")
+print("wrong:", bad, c, file=sys.stderr) if bad else None
+sys.exit(1 if bad else 0)
+PY
+}
+
 # Restore DIR detached; the pidfile and the process must carry the dumped PID.
 cr_restore_detach() {
 	local dir=$1 pid=$2 pf=$CR_TMP/restore.pid rc got

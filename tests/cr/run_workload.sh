@@ -60,6 +60,7 @@ detach | wait | leave)
 		cr_dump_kill "$pid" "$img"
 	fi
 	cr_check_show "$img" "$pid"
+	[ "$(basename "$wl")" = wl_caps ] && cr_check_show_caps "$img"
 	if [ "$mode" != wait ]; then
 		cr_restore_detach "$img" "$pid"
 	else

@@ -62,7 +62,7 @@ fc_alive "$D" || fc_fail "the original died in a --leave-running dump"
 K=$(fc_keeper_of "$T/img")
 [ -n "$K" ] && fc_alive "$K" || fc_fail "no live keeper after a --leave-running dump"
 [ "$(keepers_of "$CONN")" = "$K" ] || fc_fail "keepers of connection $CONN: '$(keepers_of "$CONN")', want $K"
-"$CKPTFS" show "$T/img" | grep -q "conn $CONN mount '$M'.*kept (leave-running: restorable after the original stops)" ||
+"$CKPTFS" show "$T/img" | grep -c "conn $CONN mount '$M'.*kept (leave-running: restorable after the original stops)" >/dev/null ||
 	fc_fail "show: $("$CKPTFS" show "$T/img" | grep fuse)"
 printf 'made-after\n' >"$M/after" || fc_fail "the original does not serve after the dump"
 B=$(counter) || fc_fail "reading the counter after the dump"
@@ -115,7 +115,7 @@ for i in 1 2; do
 	grep -q "rollbacks=1 " "$T/client$i.out" && [ "${to:-0}" -gt "$((10#$A))" ] ||
 		fc_fail "client $i did not see one rollback to above $A: $(cat "$T/client$i.out")"
 done
-"$CKPTFS" show "$T/img" | grep -q "keeper pid $K .*gone" || fc_fail "show does not say gone"
+"$CKPTFS" show "$T/img" | grep -c "keeper pid $K .*gone" >/dev/null || fc_fail "show does not say gone"
 
 # --- 2. two --leave-running dumps in a row: only the newest is restorable ---
 fc_track_image "$T/img3"
@@ -151,7 +151,7 @@ fc_join "$R" 15 >/dev/null 2>&1
 K7=$(fc_keeper_of "$T/img7")
 fc_wait 10 "the --leave-running keeper $K6 to be retired" fc_gone "$K6"
 [ "$(keepers_of "$CONN")" = "$K7" ] || fc_fail "keepers of connection $CONN: '$(keepers_of "$CONN")', want $K7"
-"$CKPTFS" show "$T/img7" | grep -q "keeper pid $K7 .*: holding" || fc_fail "show of the plain image"
+"$CKPTFS" show "$T/img7" | grep -c "keeper pid $K7 .*: holding" >/dev/null || fc_fail "show of the plain image"
 restore_bg "$T/img7" "$T/pid7"
 fc_wait 10 "keeper $K7 to exit after the handover" fc_gone "$K7"
 [ "$(timeout 10 cat "$M/before")" = made-before ] || fc_fail "the plain image does not serve"

@@ -75,7 +75,7 @@ sleep 0.5
 fc_track_image "$T/img2"
 "$CKPTFS" dump --leave-running --pid "$D" "$T/img2" || fc_fail "--leave-running dump failed"
 fc_alive "$D" || fc_fail "the original died in a --leave-running dump"
-"$CKPTFS" show "$T/img2" | grep -q "conn $CONN .*kept (leave-running" ||
+"$CKPTFS" show "$T/img2" | grep -c "conn $CONN .*kept (leave-running" >/dev/null ||
 	fc_fail "show: $("$CKPTFS" show "$T/img2" | grep fuse)"
 sleep 0.5
 touch "$T/stop"

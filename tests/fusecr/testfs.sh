@@ -41,9 +41,9 @@ wait "$D" 2>/dev/null # reap it: restore needs its pid free
 fc_mounted "$M" || fc_fail "the mount went away with the daemon"
 KEEPER=$(fc_keeper_of "$T/img")
 [ -n "$KEEPER" ] && fc_alive "$KEEPER" || fc_fail "no live keeper after the dump"
-"$CKPTFS" show "$T/img" | grep -q "fuse .*conn $CONN mount '$M'.*holding" ||
+"$CKPTFS" show "$T/img" | grep -c "fuse .*conn $CONN mount '$M'.*holding" >/dev/null ||
 	fc_fail "show does not report connection $CONN of '$M' as held"
-"$CKPTFS" show --json "$T/img" | grep -q "\"fuse_conn\":$CONN,\"fuse_keeper_pid\":$KEEPER," ||
+"$CKPTFS" show --json "$T/img" | grep -c "\"fuse_conn\":$CONN,\"fuse_keeper_pid\":$KEEPER," >/dev/null ||
 	fc_fail "show --json lacks the connection"
 # The session fd and the clone are two open files; the dup shares the session fd's.
 [ "$(fuse_fds "$KEEPER" | wc -w)" = 2 ] || fc_fail "keeper holds '$(fuse_fds "$KEEPER")'"
@@ -68,7 +68,7 @@ for fd in $FDS; do
 		fc_fail "restored daemon fd $fd does not serve connection $CONN"
 done
 fc_wait 10 "the keeper to exit after the handover" fc_gone "$KEEPER"
-"$CKPTFS" show "$T/img" | grep -q "keeper pid $KEEPER .*gone" ||
+"$CKPTFS" show "$T/img" | grep -c "keeper pid $KEEPER .*gone" >/dev/null ||
 	fc_fail "show does not report the keeper as gone"
 
 fc_join "$Q" 15 || fc_fail "a read queued while the daemon was down failed"

@@ -4,7 +4,8 @@
  * buffered writes on either side are seen or overridden in the right order; EOF, overlap and a
  * sealed destination behave like copy_file_range(2); refcounts stay exact (fsck) through copies,
  * removal of the source checkpoint and gc; and a random mix of writes, truncates, hole punches
- * and copies between two files (and within one) against an in-memory model. */
+ * and copies between two files (and within one) against an in-memory model; a malformed
+ * file-map block is refused by copy and flush alike. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sys/stat.h>
@@ -433,6 +434,102 @@ static void test_random(const char *path)
 	free(model[1]);
 }
 
+/* Replaces file-map block 0 of ino with a record that is not a whole number of ids. */
+static void break_fmap_block(struct store *s, uint64_t ino)
+{
+	struct idx_txn *txn = NULL;
+	uint8_t k[FMAP_KEY_LEN], junk[STORE_CHUNK_ID_LEN + 1];
+
+	memset(junk, 0xa5, sizeof(junk));
+	fmap_key(k, ino, 0);
+	REQUIRE(idx_txn_begin(s->db, true, &txn) == 0);
+	REQUIRE(idx_put(txn, IDX_FMAP, k, sizeof(k), junk, sizeof(junk), 0) == 0);
+	REQUIRE(idx_txn_commit(txn) == 0);
+}
+
+static size_t fmap_block_bytes(struct store *s, uint64_t ino)
+{
+	struct idx_txn *txn = NULL;
+	uint8_t k[FMAP_KEY_LEN];
+	const void *v;
+	size_t vlen = 0;
+
+	fmap_key(k, ino, 0);
+	REQUIRE(idx_txn_begin(s->db, false, &txn) == 0);
+	if (idx_get(txn, IDX_FMAP, k, sizeof(k), &v, &vlen) < 0)
+		vlen = 0;
+	idx_txn_abort(txn);
+	return vlen;
+}
+
+static bool error_says(const char *what)
+{
+	if (strstr(store_last_error(), what))
+		return true;
+	fprintf(stderr, "error detail '%s' does not say '%s'\n", store_last_error(), what);
+	return false;
+}
+
+/* A malformed file-map block on either side of a copy, and under a flush, is refused with
+ * -EBADMSG naming the inode and the block, and the index is left as it was. */
+static void test_bad_fmap(const char *path)
+{
+	uint8_t data[4 * PG], back[4 * PG];
+	struct store *s = NULL;
+	struct store_attr c;
+	uint64_t src, dst, bad_src, done = 7;
+	char want[128];
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 1);
+	REQUIRE(store_open(path, STORE_OPEN_EXCLUSIVE, &s) == 0);
+	REQUIRE(store_mkdir(s, STORE_ROOT_INO, "bad", 0755, 0, 0, &c) == 0);
+	src = mkfile(s, c.ino, "src");
+	dst = mkfile(s, c.ino, "dst");
+	bad_src = mkfile(s, c.ino, "bad_src");
+	REQUIRE(store_open_inode(s, src, true) == 0);
+	REQUIRE(store_open_inode(s, dst, true) == 0);
+	REQUIRE(store_open_inode(s, bad_src, true) == 0);
+	put(s, src, data, sizeof(data), 0);
+	put(s, dst, data, sizeof(data), 0);
+	put(s, bad_src, data, sizeof(data), 0);
+	CHECK_EQ(store_sync(s), 0);
+
+	/* The destination's block is bad: the copy's transaction is aborted. */
+	break_fmap_block(s, dst);
+	CHECK_EQ(store_copy_range(s, src, 0, dst, 0, sizeof(data), &done), -EBADMSG);
+	CHECK_EQ(done, 7);
+	snprintf(want, sizeof(want), "inode %" PRIu64 ": file map block 0 has %u bytes", dst,
+		 STORE_CHUNK_ID_LEN + 1);
+	CHECK(error_says(want));
+	CHECK_EQ(fmap_block_bytes(s, dst), STORE_CHUNK_ID_LEN + 1);
+
+	/* The source's block is bad. */
+	break_fmap_block(s, bad_src);
+	CHECK_EQ(store_copy_range(s, bad_src, 0, src, 0, sizeof(data), &done), -EBADMSG);
+	snprintf(want, sizeof(want), "inode %" PRIu64 ": file map block 0 has %u bytes", bad_src,
+		 STORE_CHUNK_ID_LEN + 1);
+	CHECK(error_says(want));
+	/* The would-be destination is untouched. */
+	CHECK(same(s, src, data, sizeof(data), 0));
+
+	/* A flush into the bad block fails the same way and keeps the write buffered. */
+	put(s, dst, data + PG, PG, 0);
+	CHECK_EQ(store_flush_inode(s, dst), -EBADMSG);
+	snprintf(want, sizeof(want), "inode %" PRIu64 ": file map block 0 has %u bytes", dst,
+		 STORE_CHUNK_ID_LEN + 1);
+	CHECK(error_says(want));
+	CHECK_EQ(store_read(s, dst, back, PG, 0), (ssize_t)PG);
+	CHECK(memcmp(back, data + PG, PG) == 0);
+	CHECK_EQ(fmap_block_bytes(s, dst), STORE_CHUNK_ID_LEN + 1);
+
+	/* dst's buffered page can never be stored: its release says so. */
+	CHECK_EQ(store_release(s, src, true), 0);
+	CHECK_EQ(store_release(s, bad_src, true), 0);
+	CHECK_EQ(store_release(s, dst, true), -EBADMSG);
+	store_close(s);
+}
+
 int main(void)
 {
 	const char *dir = test_tmpdir("copy");
@@ -446,5 +543,8 @@ int main(void)
 	test_by_reference(path);
 	test_semantics(path);
 	test_random(path);
+	snprintf(path, sizeof(path), "%s/store_badmap", dir);
+	REQUIRE(store_init(path) == 0);
+	test_bad_fmap(path);
 	return test_result("test_copy");
 }
