@@ -23,6 +23,7 @@ struct cr_dump_opts {
 	const char *dir;
 	bool leave_running; /* detach instead of SIGKILL after a successful dump */
 	const char *parent; /* an earlier image to copy unchanged pages from, or NULL */
+	bool auto_parent;   /* no parent given: use the newest sibling image of this pid, if any */
 };
 
 struct cr_dump_stats {
@@ -35,6 +36,7 @@ struct cr_dump_stats {
 	uint64_t buffer_bytes;	/* size of that buffer */
 	uint64_t pages_copied;	/* of those, copied from the parent instead of written */
 	char parent_note[512];	/* why the parent was (partly) not used, or "" */
+	char parent_dir[4096];	/* the parent used (given or found), or "" */
 };
 
 int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats);

@@ -535,6 +535,7 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 			     .filesdirfd = -1};
 	_cleanup_free_ char *status = calloc(1, 65536);
 	char path[64], taskdir[32], parent_note[sizeof(ret_stats->parent_note)] = "";
+	_cleanup_free_ char *auto_parent = NULL;
 	bool frozen = false, injected = false, wrote = false, created = false;
 	uint64_t t0 = 0, t_capture = 0, t_resume = 0;
 	int ret;
@@ -579,8 +580,23 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 
 	/* The parent's digests are loaded before the freeze too. An unusable parent is not an
 	 * error: every page is written, and the reason goes to the caller. */
-	if (opts->parent) {
-		ret = dump_parent_open(opts->parent, c.pid, &c.parent);
+	const char *parent = opts->parent;
+	if (!parent && opts->auto_parent) {
+		ret = dump_parent_auto(opts->dir, c.pid, &auto_parent);
+		if (ret == -ENOMEM)
+			goto out;
+		if (ret < 0) {
+			snprintf(parent_note, sizeof(parent_note),
+				 "no parent, writing every page: %s", cr_error_last());
+			cr_error_clear();
+		}
+		parent = auto_parent;
+	}
+	if (parent) {
+		if (ret_stats)
+			snprintf(ret_stats->parent_dir, sizeof(ret_stats->parent_dir), "%s",
+				 parent);
+		ret = dump_parent_open(parent, c.pid, &c.parent);
 		if (ret == -ENOMEM)
 			goto out;
 		if (ret < 0) {
@@ -589,12 +605,12 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 			cr_error_clear();
 		} else {
 			/* Recorded for `ckptfs show` only: nothing if it cannot be resolved. */
-			c.img->parent = realpath(opts->parent, NULL);
+			c.img->parent = realpath(parent, NULL);
 			if (dump_parent_pid(c.parent) != (uint32_t)c.pid)
 				snprintf(parent_note, sizeof(parent_note),
 					 "parent '%s' has no task %d; matching pages against its "
 					 "task %u",
-					 opts->parent, c.pid, dump_parent_pid(c.parent));
+					 parent, c.pid, dump_parent_pid(c.parent));
 		}
 	}
 

@@ -14,8 +14,10 @@
  * Thread-safety: built once before the freeze; afterwards read-only, so the writer threads
  * share it without locks.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -354,5 +356,107 @@ int dump_parent_open(const char *dir, pid_t pid, struct dump_parent **ret_parent
 
 out_free:
 	dump_parent_free(dp);
+	return ret;
+}
+
+struct sibling {
+	char *name;
+	struct timespec mtime;
+};
+
+static int cmp_sibling_newest(const void *a, const void *b)
+{
+	const struct sibling *x = a, *y = b;
+
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return x->mtime.tv_sec < y->mtime.tv_sec ? 1 : -1;
+	if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+		return x->mtime.tv_nsec < y->mtime.tv_nsec ? 1 : -1;
+	return strcmp(x->name, y->name);
+}
+
+/* Does the image dirfd/name hold task pid with a page digest file? Untrusted like any parent:
+ * a sibling that cannot be read or decoded is simply not a candidate. */
+static bool sibling_has_task(int dirfd, const char *name, pid_t pid)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char sums[64];
+	uint32_t task = 0;
+	struct stat st;
+
+	if (fd < 0 || pick_task(fd, name, pid, &task) < 0) {
+		cr_error_clear();
+		return false;
+	}
+	snprintf(sums, sizeof(sums), "task-%d/pages.sums", pid);
+	return task == (uint32_t)pid && fstatat(fd, sums, &st, 0) == 0 && S_ISREG(st.st_mode);
+}
+
+int dump_parent_auto(const char *new_dir, pid_t pid, char **ret_dir)
+{
+	_cleanup_free_ char *copy = strdup(new_dir), *copy2 = strdup(new_dir);
+	struct sibling *sib = NULL;
+	size_t n = 0, cap = 0;
+	DIR *d = NULL;
+	int ret = -ENOENT;
+
+	*ret_dir = NULL;
+	if (!copy || !copy2)
+		return -ENOMEM;
+	const char *up = dirname(copy), *self = basename(copy2);
+	d = opendir(up);
+	if (!d) {
+		ret = -errno;
+		cr_error("--auto-parent: cannot list '%s': %s", up, strerror(errno));
+		return ret;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char inv[NAME_MAX + 32];
+		struct stat st;
+
+		if (e->d_name[0] == '.' || !strcmp(e->d_name, self))
+			continue;
+		snprintf(inv, sizeof(inv), "%s/inventory.img", e->d_name);
+		if (fstatat(dirfd(d), inv, &st, 0) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			struct sibling *nsib = realloc(sib, ncap * sizeof(*sib));
+			if (!nsib) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			sib = nsib;
+			cap = ncap;
+		}
+		sib[n].name = strdup(e->d_name);
+		if (!sib[n].name) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		sib[n++].mtime = st.st_mtim;
+	}
+	qsort(sib, n, sizeof(*sib), cmp_sibling_newest);
+	for (size_t i = 0; i < n; i++) {
+		if (!sibling_has_task(dirfd(d), sib[i].name, pid))
+			continue;
+		size_t len = strlen(up) + 1 + strlen(sib[i].name) + 1;
+		*ret_dir = malloc(len);
+		if (!*ret_dir) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		snprintf(*ret_dir, len, "%s/%s", up, sib[i].name);
+		ret = 0;
+		goto out;
+	}
+	cr_error("no earlier image of pid %d with page digests next to '%s' (%zu images looked at)",
+		 pid, new_dir, n);
+out:
+	for (size_t i = 0; i < n; i++)
+		free(sib[i].name);
+	free(sib);
+	closedir(d);
 	return ret;
 }

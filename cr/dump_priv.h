@@ -57,6 +57,10 @@ int dump_fds_write_data(struct dump_ctx *c);
  * equal page - or UINT64_MAX.
  */
 struct dump_parent;
+/* --auto-parent: the newest image next to new_dir (same parent directory; newest by the mtime
+ * of its inventory.img) that holds task pid and its pages.sums. 0 with *ret_dir (malloc'ed
+ * path), -ENOENT (reason recorded) when there is none, or another -errno. */
+int dump_parent_auto(const char *new_dir, pid_t pid, char **ret_dir);
 int dump_parent_open(const char *dir, pid_t pid, struct dump_parent **ret_parent);
 void dump_parent_free(struct dump_parent *dp);
 uint64_t dump_parent_find(const struct dump_parent *dp, const uint8_t *digest, uint64_t vaddr,

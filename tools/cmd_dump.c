@@ -13,7 +13,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ckptfs dump --pid PID [--leave-running] [--parent PARENT_DIR] DIR\n\n"
+		"usage: ckptfs dump --pid PID [--leave-running] [--parent PARENT_DIR | --auto-parent] DIR\n\n"
 		"Freeze process PID, write its checkpoint image into DIR (created if missing; a\n"
 		"DIR that already holds an image is refused), then kill it. On a ckptfs mount the\n"
 		"checkpoint is sealed when complete. Prints how long the process was frozen.\n\n"
@@ -22,6 +22,8 @@ static void usage(FILE *f)
 		"  -P, --parent DIR     an earlier image of this process: pages it already holds\n"
 		"                       are copied from it (a chunk reference on a ckptfs mount)\n"
 		"                       instead of written; DIR stays complete without it\n"
+		"  -A, --auto-parent    use as parent the newest image of this PID next to DIR (in\n"
+		"                       DIR's parent directory), if there is one\n"
 		"  -h, --help           this text\n\n"
 		"Unsupported state (sockets, eventfd, more threads, ...) is refused before anything\n"
 		"is written, and the process is left running as it was.\n");
@@ -30,18 +32,16 @@ static void usage(FILE *f)
 int cmd_dump(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"pid", required_argument, NULL, 'p'},
-		{"leave-running", no_argument, NULL, 'l'},
-		{"parent", required_argument, NULL, 'P'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{"pid", required_argument, NULL, 'p'},	  {"leave-running", no_argument, NULL, 'l'},
+		{"parent", required_argument, NULL, 'P'}, {"auto-parent", no_argument, NULL, 'A'},
+		{"help", no_argument, NULL, 'h'},	  {0},
 	};
 	struct cr_dump_opts o = {0};
 	struct cr_dump_stats st = {0};
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:lP:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:lP:Ah", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p': {
 			char *end;
@@ -59,6 +59,9 @@ int cmd_dump(int argc, char **argv)
 		case 'P':
 			o.parent = optarg;
 			break;
+		case 'A':
+			o.auto_parent = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -66,6 +69,10 @@ int cmd_dump(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (o.parent && o.auto_parent) {
+		fprintf(stderr, "ckptfs dump: --parent and --auto-parent exclude each other\n");
+		return 2;
 	}
 	if (!o.pid || optind != argc - 1) {
 		usage(stderr);
@@ -85,10 +92,10 @@ int cmd_dump(int argc, char **argv)
 		(double)st.total_ns / 1e6, (unsigned long long)st.bytes_written,
 		(unsigned long long)st.pages, o.dir,
 		o.leave_running ? ", left running" : ", killed");
-	if (o.parent)
+	if (st.parent_dir[0])
 		fprintf(stderr, "ckptfs dump: pages: %llu written, %llu copied from parent '%s'\n",
 			(unsigned long long)(st.pages - st.pages_copied),
-			(unsigned long long)st.pages_copied, o.parent);
+			(unsigned long long)st.pages_copied, st.parent_dir);
 	if (st.parent_note[0])
 		fprintf(stderr, "ckptfs dump: %s\n", st.parent_note);
 	if (st.pages_spilled)

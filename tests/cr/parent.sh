@@ -16,6 +16,9 @@
 #   other    the parent is an image of another process (a different pid and page count)
 #   crossfs  the parent is on tmpfs, the child in a mount: copy_file_range fails (EXDEV), the
 #            pages are written instead and the dump says so
+#   auto     --auto-parent in a mount: the first dump finds no parent and says so, the next ones
+#            pick the newest earlier image of the pid (not an image of another process, even a
+#            newer one); --parent with --auto-parent is a usage error
 source "$(dirname "$0")/cr_lib.sh"
 
 mode=$1
@@ -96,6 +99,36 @@ incremental() { # DIR PARENT
 }
 
 case $mode in
+auto)
+	store=$CR_TMP/store
+	mnt=$CR_TMP/mnt
+	cr_mount_store "$store" "$mnt"
+	start_memhog
+	"$CKPTFS" dump --pid "$pid" --leave-running --parent "$mnt/x" --auto-parent "$mnt/bad" \
+		2>/dev/null
+	[ $? -eq 2 ] || cr_fail "--parent with --auto-parent was not a usage error"
+	[ -e "$mnt/bad" ] && cr_fail "a refused dump created its directory"
+	dump "$mnt/ck1" --auto-parent
+	grep -q "no parent, writing every page: no earlier image of pid $pid" "$CR_TMP/dump.err" ||
+		cr_fail "the first --auto-parent dump did not say that it found no parent"
+	change_pages 1
+	# A newer image of another process next to ours must not be taken.
+	"$memhog" 4 realistic </dev/null >"$CR_TMP/other.log" 2>&1 &
+	other=$!
+	cr_track "$other"
+	cr_wait_line "$CR_TMP/other.log" '^READY$' 60 "$other" || cr_fail "second cr_memhog did not get ready"
+	cr_ckptfs 60 dump --pid "$other" "$mnt/other" || cr_fail "dump of the other process failed"
+	dump "$mnt/ck2" --auto-parent
+	cp "$CR_TMP/dump.err" "$CR_TMP/inc.err"
+	grep -q "copied from parent '$mnt/ck1'" "$CR_TMP/inc.err" || cr_fail "ck2 did not pick ck1"
+	[ "$(copied)" -gt $((4 * $(written))) ] ||
+		cr_fail "ck2 copied $(copied) pages and wrote $(written): the parent was hardly used"
+	change_pages 2
+	dump "$mnt/ck3" --auto-parent
+	cp "$CR_TMP/dump.err" "$CR_TMP/inc.err"
+	grep -q "copied from parent '$mnt/ck2'" "$CR_TMP/inc.err" || cr_fail "ck3 did not pick ck2, the newest"
+	restore_and_check "$mnt/ck3" 3
+	;;
 mount)
 	store=$CR_TMP/store
 	mnt=$CR_TMP/mnt
