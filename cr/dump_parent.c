@@ -437,7 +437,8 @@ int dump_parent_auto(const char *new_dir, pid_t pid, char **ret_dir)
 		}
 		sib[n++].mtime = st.st_mtim;
 	}
-	qsort(sib, n, sizeof(*sib), cmp_sibling_newest);
+	if (n) /* qsort wants a valid base even for none */
+		qsort(sib, n, sizeof(*sib), cmp_sibling_newest);
 	for (size_t i = 0; i < n; i++) {
 		if (!sibling_has_task(dirfd(d), sib[i].name, pid))
 			continue;
