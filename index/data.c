@@ -707,54 +707,51 @@ out:
 	return r;
 }
 
-int store_flush_inode(struct store *s, uint64_t ino)
+/* Flushes ino's buffered pages if it is open here; *ret_ckpt: its checkpoint, 0 if not open. */
+static int flush_if_open(struct store *s, uint64_t ino, uint64_t *ret_ckpt)
 {
 	struct oinode *oi;
 	int r = 0;
 
-	if (s->flags & STORE_OPEN_RDONLY)
-		return 0;
+	*ret_ckpt = 0;
 	pthread_mutex_lock(&s->mu);
 	oi = u64map_get(&s->inodes, ino);
 	if (oi) {
 		/* -EROFS too: another process sealed the checkpoint under our buffered writes,
 		 * which were dropped; close(2) is the writer's last chance to hear it. */
 		r = oinode_flush(s, oi);
+		*ret_ckpt = oi->ckpt_ino;
 		oinode_put(s, oi);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return r;
 }
 
-int store_fsync(struct store *s, uint64_t ino, bool datasync)
+int store_flush_inode(struct store *s, uint64_t ino)
 {
-	struct oinode *oi;
-	uint64_t ckpt = 0;
-	int r = 0;
+	uint64_t ckpt;
 
 	if (s->flags & STORE_OPEN_RDONLY)
 		return 0;
-	pthread_mutex_lock(&s->mu);
-	oi = u64map_get(&s->inodes, ino);
-	if (oi) {
-		r = oinode_flush(s, oi);
-		ckpt = oi->ckpt_ino;
-		oinode_put(s, oi);
-	}
-	pthread_mutex_unlock(&s->mu);
+	return flush_if_open(s, ino, &ckpt);
+}
+
+int store_fsync(struct store *s, uint64_t ino, bool datasync)
+{
+	uint64_t ckpt;
+	int r;
+
+	if (s->flags & STORE_OPEN_RDONLY)
+		return 0;
+	r = flush_if_open(s, ino, &ckpt);
 	if (r < 0)
 		return r;
 	if (ckpt == 0 && ino != STORE_ROOT_INO) {
 		/* No buffered state (a directory, a symlink, a closed file): its metadata
 		 * changes still have to reach the manifest. */
-		struct idx_txn *txn = NULL;
 		struct inode in;
 
-		r = idx_txn_begin(s->db, false, &txn);
-		if (r < 0)
-			return r;
-		r = ino_load(txn, ino, &in);
-		idx_txn_abort(txn);
+		r = ino_load_once(s, ino, &in);
 		if (r < 0)
 			return r;
 		ckpt = in.ckpt_ino;

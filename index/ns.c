@@ -38,6 +38,18 @@ int ino_load(struct idx_txn *txn, uint64_t ino, struct inode *ret)
 	return r;
 }
 
+int ino_load_once(struct store *s, uint64_t ino, struct inode *ret)
+{
+	struct idx_txn *txn = NULL;
+	int r = idx_txn_begin(s->db, false, &txn);
+
+	if (r < 0)
+		return r;
+	r = ino_load(txn, ino, ret);
+	idx_txn_abort(txn);
+	return r;
+}
+
 int ino_save(struct idx_txn *txn, const struct inode *in)
 {
 	uint8_t k[8];
@@ -581,15 +593,10 @@ int store_symlink(struct store *s, uint64_t parent, const char *name, const char
 
 int store_readlink(struct store *s, uint64_t ino, char *buf, size_t size)
 {
-	struct idx_txn *txn = NULL;
 	struct inode in;
 	int r;
 
-	r = idx_txn_begin(s->db, false, &txn);
-	if (r < 0)
-		return r;
-	r = ino_load(txn, ino, &in);
-	idx_txn_abort(txn);
+	r = ino_load_once(s, ino, &in);
 	if (r < 0)
 		return r;
 	if (!S_ISLNK(in.mode)) {
@@ -1249,11 +1256,7 @@ int store_setxattr(struct store *s, uint64_t ino, const char *name, const void *
 	if (!strcmp(name, STORE_SEAL_XATTR)) {
 		uint8_t id[STORE_CONTENT_ID_LEN];
 
-		r = idx_txn_begin(s->db, false, &txn);
-		if (r < 0)
-			return r;
-		r = ino_load(txn, ino, &in);
-		idx_txn_abort(txn);
+		r = ino_load_once(s, ino, &in);
 		if (r < 0)
 			return r;
 		inode_done(&in);

@@ -190,6 +190,8 @@ int dir_list_children(struct idx_txn *txn, uint64_t dir_ino, struct dir_child **
 
 /* inodes */
 int ino_load(struct idx_txn *txn, uint64_t ino, struct inode *ret);
+/* ino_load in a read transaction of its own (the caller needs nothing else from it). */
+int ino_load_once(struct store *s, uint64_t ino, struct inode *ret);
 int ino_save(struct idx_txn *txn, const struct inode *in);
 int ckpt_is_sealed(struct idx_txn *txn, uint64_t ckpt_ino, bool *ret_sealed);
 int meta_get_u64(struct idx_txn *txn, const char *name, uint64_t *ret);
