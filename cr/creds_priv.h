@@ -43,5 +43,7 @@ int restore_creds_apply(const struct creds_target *ct, const struct cr_task *t);
 
 /* "CAP_NET_ADMIN", or "capability 45" (into buf) for numbers this build does not name. */
 const char *cr_cap_name(unsigned int cap, char *buf, size_t size);
+/* How many capabilities (0 .. n-1) this build names. */
+unsigned int cr_cap_named(void);
 
 #endif

@@ -88,6 +88,11 @@ static const char *const cap_names[] = {
 	"CAP_CHECKPOINT_RESTORE",
 };
 
+unsigned int cr_cap_named(void)
+{
+	return ARRAY_SIZE(cap_names);
+}
+
 const char *cr_cap_name(unsigned int cap, char *buf, size_t size)
 {
 	if (cap < ARRAY_SIZE(cap_names))

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* show.c - human and JSON summaries of a checkpoint image (parsed and validated first). */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -12,6 +13,7 @@
 
 #include "common/util.h"
 #include "cr/cr.h"
+#include "cr/creds_priv.h"
 #include "cr/error.h"
 #include "cr/fuse_priv.h"
 #include "cr/image.h"
@@ -93,60 +95,24 @@ static enum sums_state task_sums(const char *dir, uint32_t pid, uint64_t pages, 
 	return SUMS_OK;
 }
 
-/* Capability names as capabilities(7) spells them, by number; newer ones print as "cap_N". */
-static const char *const cap_names[] = {
-	"chown",
-	"dac_override",
-	"dac_read_search",
-	"fowner",
-	"fsetid",
-	"kill",
-	"setgid",
-	"setuid",
-	"setpcap",
-	"linux_immutable",
-	"net_bind_service",
-	"net_broadcast",
-	"net_admin",
-	"net_raw",
-	"ipc_lock",
-	"ipc_owner",
-	"sys_module",
-	"sys_rawio",
-	"sys_chroot",
-	"sys_ptrace",
-	"sys_pacct",
-	"sys_admin",
-	"sys_boot",
-	"sys_nice",
-	"sys_resource",
-	"sys_time",
-	"sys_tty_config",
-	"mknod",
-	"lease",
-	"audit_write",
-	"audit_control",
-	"setfcap",
-	"mac_override",
-	"mac_admin",
-	"syslog",
-	"wake_alarm",
-	"block_suspend",
-	"audit_read",
-	"perfmon",
-	"bpf",
-	"checkpoint_restore",
-};
-
+/* "cap_net_admin" as capabilities(7) spells it (restore's table, lower case); "cap_N" for
+ * numbers this build does not name. */
 static void cap_name(unsigned int c, char *buf, size_t len)
 {
-	if (c < sizeof(cap_names) / sizeof(cap_names[0]))
-		snprintf(buf, len, "cap_%s", cap_names[c]);
-	else
+	if (c < cr_cap_named()) {
+		char nb[32];
+		const char *n = cr_cap_name(c, nb, sizeof(nb));
+		size_t i;
+
+		for (i = 0; n[i] && i + 1 < len; i++)
+			buf[i] = (char)tolower((unsigned char)n[i]);
+		buf[i] = '\0';
+	} else {
 		snprintf(buf, len, "cap_%u", c);
+	}
 }
 
-#define CAP_NAMED     (sizeof(cap_names) / sizeof(cap_names[0]))
+#define CAP_NAMED     cr_cap_named()
 #define CAP_NAMED_ALL ((1ULL << CAP_NAMED) - 1)
 
 static void print_cap_list(FILE *out, uint64_t set, bool first)
