@@ -6,10 +6,8 @@
  * flusher thread that keeps hashing and compression off the writer's path.
  *
  * Deferred compression: on 2 cores zstd cannot keep up with a process dumping its memory, and
- * writers would wait for the dirty budget. So each batch of new chunks checks whether the
- * flusher is behind (unflushed dirty pages beyond a quarter of the budget, or writers about to
- * wait), or whether a caller waits for this flush (fsync, close, seal) and it is big (4 MiB of
- * new chunks or more); if so the batch goes into the pack uncompressed as PACK_CODEC_DEFER
+ * writers would wait for the dirty budget. So a flush of 16 new chunks or more (a bulk write
+ * of data the store has never seen) goes into the pack uncompressed as PACK_CODEC_DEFER
  * records, which costs a memcpy instead of ~13 us per page. The mount runs gc later, when
  * writes are idle, to compress them (store_defer_idle/store_defer_done, fs/defer_pass.c). Only
  * a process that runs such a pass turns the automatic rule on (store_defer_enable); others
@@ -184,24 +182,12 @@ static int pack_writer_ensure(struct store *s)
 /* DEFER_AUTO_OFF: automatic, but nobody compresses later in this process (no pass): never. */
 enum { DEFER_AUTO_OFF, DEFER_AUTO, DEFER_NEVER, DEFER_ALWAYS };
 
-/* Unflushed dirty bytes (not yet taken by a flush) beyond budget / DEFER_BACKLOG_DIV mean the
- * writers outrun the compressor. */
-#define DEFER_BACKLOG_DIV 4u
 /* A flush with this many new chunks (64 KiB of pages the store has never seen) defers: a
  * caller waiting for it (fsync, close, seal, the budget) would wait ~13 us per page more, and
  * on the flusher thread a batch this big means writers are streaming new data faster than it
- * compresses (the backlog rule below can miss that when each flush takes the whole backlog).
- * Smaller flushes are compressed. */
+ * compresses. Smaller flushes are compressed: their cost is small and a later pass over a
+ * few scattered pages would cost more than it saves. */
 #define DEFER_FG_MIN_CHUNKS 16u
-
-/* Once the flusher fell behind, it keeps deferring while writes stream in: a flush that starts
- * within this long of the last deferred batch defers too. Measuring the backlog alone would
- * compress the first batches of every flush (a flush takes the whole backlog, so it starts at
- * zero), while the writer is as fast as before. */
-#define DEFER_STREAK_NS (250ULL * 1000 * 1000)
-
-/* Set on the background flusher thread: every other flush has a caller waiting for it. */
-static __thread bool on_flusher_thread;
 
 static uint64_t mono_ns(void)
 {
@@ -212,24 +198,14 @@ static uint64_t mono_ns(void)
 }
 
 /* Should the next batch of new chunks go in uncompressed? ntodo: new chunks of this flush.
- * Takes s->mu briefly. */
+ */
 static bool flush_should_defer(struct store *s, size_t ntodo)
 {
 	int mode = __atomic_load_n(&s->defer_mode, __ATOMIC_RELAXED);
-	bool behind;
 
 	if (mode != DEFER_AUTO)
 		return mode == DEFER_ALWAYS;
-	if (ntodo >= DEFER_FG_MIN_CHUNKS)
-		return true;
-	if (on_flusher_thread &&
-	    mono_ns() - __atomic_load_n(&s->last_defer_ns, __ATOMIC_RELAXED) < DEFER_STREAK_NS)
-		return true;
-	pthread_mutex_lock(&s->mu);
-	behind = s->dirty_bytes - s->flight_bytes >= s->dirty_budget / DEFER_BACKLOG_DIV ||
-		 s->dirty_bytes >= s->dirty_budget;
-	pthread_mutex_unlock(&s->mu);
-	return behind;
+	return ntodo >= DEFER_FG_MIN_CHUNKS;
 }
 
 /* Records encoded per append: one pwritev of up to IOV_MAX pieces. */
@@ -359,10 +335,8 @@ static int write_new_chunks(struct store *s, struct flush_uniq *u, size_t nu, st
 			r = pack_writer_mark_deferred(s->pw);
 		if (r >= 0)
 			r = pack_writer_appendv(s->pw, iov, (int)n, total, &start);
-		if (r >= 0 && defer) {
+		if (r >= 0 && defer)
 			s->defer_appended += total;
-			__atomic_store_n(&s->last_defer_ns, mono_ns(), __ATOMIC_RELAXED);
-		}
 		if (r >= 0) {
 			for (size_t k = 0; k < n; k++) {
 				struct flush_uniq *q = &u[todo[b + k]];
@@ -851,7 +825,6 @@ static void *flusher_main(void *arg)
 {
 	struct store *s = arg;
 
-	on_flusher_thread = true;
 	pthread_mutex_lock(&s->mu);
 	while (!s->flusher_stop) {
 		struct oinode *oi = NULL;

@@ -125,7 +125,6 @@ struct store {
 	int defer_mode;
 	uint64_t defer_appended, defer_handled;
 	uint64_t last_flush_ns;	  /* CLOCK_MONOTONIC, end of the last flush (s->mu) */
-	uint64_t last_defer_ns;	  /* CLOCK_MONOTONIC, last deferred batch (atomic) */
 	uint64_t pack_roll_bytes; /* start a new pack past this size (tests make it small) */
 
 	pthread_rwlock_t fds_lock;
