@@ -108,6 +108,28 @@ fc_join() {
 	fc_fail "process $pid did not finish within ${timeout}s"
 }
 
+# fc_clients FIRST LAST ARGS...: starts clients FIRST..LAST, each running "$FUSECLIENT ARGS..."
+# with its output in $T/clientN.out; their pids go to C[N] (tracked for cleanup).
+fc_clients() {
+	local first=$1 last=$2 i
+	shift 2
+	for ((i = first; i <= last; i++)); do
+		"$FUSECLIENT" "$@" >"$T/client$i.out" 2>&1 &
+		C[i]=$!
+		fc_track "${C[i]}"
+	done
+}
+
+# fc_join_clients FIRST LAST [WHEN]: each client must end with status 0 within 30 s; logs its
+# last line. WHEN (e.g. " after the rollback") goes into the messages.
+fc_join_clients() {
+	local first=$1 last=$2 when=${3:-} i
+	for ((i = first; i <= last; i++)); do
+		fc_join "${C[i]}" 30 || fc_fail "client $i$when: $(cat "$T/client$i.out")"
+		fc_log "client $i$when: $(tail -n1 "$T/client$i.out")"
+	done
+}
+
 fc_threads() { awk '/^Threads:/ { print $2 }' "/proc/$1/status"; }
 
 # The FUSE connection of fd FD of PID, from its fdinfo.

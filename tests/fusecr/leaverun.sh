@@ -49,11 +49,7 @@ fc_track_mount "$M"
 fc_wait_mount "$M"
 CONN=$(fc_conn_of "$M")
 printf 'made-before\n' >"$M/before" || fc_fail "cannot create a file on testfs"
-for i in 1 2; do
-	"$FUSECLIENT" rollback "$M" "$T/stop" >"$T/client$i.out" 2>&1 &
-	C[i]=$!
-	fc_track "${C[i]}"
-done
+fc_clients 1 2 rollback "$M" "$T/stop"
 sleep 0.5
 A=$(counter) || fc_fail "reading the counter before the dump"
 fc_track_image "$T/img"

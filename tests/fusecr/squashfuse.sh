@@ -22,11 +22,7 @@ fc_track_mount "$M"
 fc_wait_mount "$M"
 [ "$(fc_threads "$D")" = 1 ] || fc_fail "squashfuse runs $(fc_threads "$D") threads"
 
-for i in 1 2; do
-	"$FUSECLIENT" ro "$M" "$T/stop" "$T/ref" >"$T/client$i.out" 2>&1 &
-	C[i]=$!
-	fc_track "${C[i]}"
-done
+fc_clients 1 2 ro "$M" "$T/stop" "$T/ref"
 sleep 0.5
 fc_track_image "$T/img"
 "$CKPTFS" dump --pid "$D" "$T/img" || fc_fail "dump of squashfuse failed"
@@ -40,10 +36,7 @@ RP=$(cat "$T/pid")
 fc_track "$RP"
 sleep 1
 touch "$T/stop"
-for i in 1 2; do
-	fc_join "${C[i]}" 30 || fc_fail "client $i: $(cat "$T/client$i.out")"
-	fc_log "client $i: $(tail -n1 "$T/client$i.out")"
-done
+fc_join_clients 1 2
 cmp "$T/ref/file6" "$M/file6" || fc_fail "file6 differs after restore"
 kill -TERM "$RP"
 fc_join "$R" 15
@@ -66,11 +59,7 @@ fc_track "$D"
 fc_wait_mount "$M"
 CONN=$(fc_conn_of "$M")
 [ "$(fc_threads "$D")" = 1 ] || fc_fail "squashfuse_ll runs $(fc_threads "$D") threads"
-for i in 3 4; do
-	"$FUSECLIENT" ro "$M" "$T/stop" "$T/ref" >"$T/client$i.out" 2>&1 &
-	C[i]=$!
-	fc_track "${C[i]}"
-done
+fc_clients 3 4 ro "$M" "$T/stop" "$T/ref"
 sleep 0.5
 fc_track_image "$T/img2"
 "$CKPTFS" dump --leave-running --pid "$D" "$T/img2" || fc_fail "--leave-running dump failed"
@@ -79,9 +68,7 @@ fc_alive "$D" || fc_fail "the original died in a --leave-running dump"
 	fc_fail "show: $("$CKPTFS" show "$T/img2" | grep fuse)"
 sleep 0.5
 touch "$T/stop"
-for i in 3 4; do
-	fc_join "${C[i]}" 30 || fc_fail "client $i across the dump: $(cat "$T/client$i.out")"
-done
+fc_join_clients 3 4 " across the dump"
 rm -f "$T/stop"
 # Their last close()s send RELEASE asynchronously: let the original answer those too, or the
 # rolled-back daemon would get handles it never gave out (a heap pointer: a crash in free()).
@@ -91,11 +78,7 @@ sleep 0.2
 kill -KILL "$D"
 wait "$D" 2>/dev/null
 fc_mounted "$M" || fc_fail "the mount went away with the killed original"
-for i in 5 6; do
-	"$FUSECLIENT" ro "$M" "$T/stop" "$T/ref" >"$T/client$i.out" 2>&1 &
-	C[i]=$!
-	fc_track "${C[i]}"
-done
+fc_clients 5 6 ro "$M" "$T/stop" "$T/ref"
 sleep 1
 for i in 5 6; do
 	fc_alive "${C[i]}" && [ ! -s "$T/client$i.out" ] ||
@@ -110,10 +93,7 @@ fc_track "$RP"
 [ "$RP" = "$D" ] || fc_fail "restored pid $RP, dumped $D"
 sleep 1
 touch "$T/stop"
-for i in 5 6; do
-	fc_join "${C[i]}" 30 || fc_fail "client $i after the rollback: $(cat "$T/client$i.out")"
-	fc_log "client $i (after the crash): $(tail -n1 "$T/client$i.out")"
-done
+fc_join_clients 5 6 " after the rollback"
 cmp "$T/ref/file6" "$M/file6" || fc_fail "file6 differs after the rollback"
 kill -TERM "$RP"
 fc_join "$R" 15

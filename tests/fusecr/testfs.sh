@@ -23,11 +23,7 @@ fuse_fds() { for f in /proc/"$1"/fd/*; do [ "$(readlink "$f")" = /dev/fuse ] && 
 FDS=$(fuse_fds "$D")
 [ "$(echo $FDS | wc -w)" = 3 ] || fc_fail "testfs -c holds /dev/fuse fds '$FDS', want 3"
 
-for i in 1 2; do
-	"$FUSECLIENT" counter "$M" "$T/stop" >"$T/client$i.out" 2>&1 &
-	C[i]=$!
-	fc_track "${C[i]}"
-done
+fc_clients 1 2 counter "$M" "$T/stop"
 sleep 0.5
 # The daemon sleeps 2 s inside this read: the dump catches it in the middle.
 (timeout 30 cat "$M/slow" >"$T/slow.out") &
@@ -78,10 +74,7 @@ fc_join "$S" 15 || fc_fail "the read in flight at dump time failed"
 
 sleep 1
 touch "$T/stop"
-for i in 1 2; do
-	fc_join "${C[i]}" 30 || fc_fail "client $i: $(cat "$T/client$i.out")"
-	fc_log "client $i: $(tail -n1 "$T/client$i.out")"
-done
+fc_join_clients 1 2
 last=$(sed -n 's/.*counter=\([0-9]*\).*/\1/p' "$T/client1.out")
 [ "${last:-0}" -gt 10 ] || fc_fail "counter did not advance: '$last'"
 

@@ -5,24 +5,7 @@
 set -uo pipefail
 CKPTFS=$1
 MKSTORE=$2
-T=$(mktemp -d "${TMPDIR:-/tmp}/ckptfs-cli-store-XXXXXX")
-holder=
-cleanup() {
-	[ -n "$holder" ] && kill "$holder" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	exit 1
-}
-expect_rc() { # expect_rc RC CMD... : runs CMD, checks its exit code, leaves output in $out
-	local want=$1 rc
-	shift
-	out=$("$@" 2>&1)
-	rc=$?
-	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want: $out"
-}
+. "$(dirname "$0")/cli_lib.sh" store
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # init: creates parents, refuses an existing store and a non-empty non-store directory.

@@ -5,17 +5,7 @@
 set -uo pipefail
 CKPTFS=$1
 MKSTORE=$2
-T=$(mktemp -d "${TMPDIR:-/tmp}/ckptfs-cli-maint-XXXXXX")
-holder=
-cleanup() {
-	[ -n "$holder" ] && kill "$holder" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-fail() {
-	echo "FAIL: $*"
-	exit 1
-}
+. "$(dirname "$0")/../cli_lib.sh" maint
 S=$T/store
 
 "$MKSTORE" "$S" || fail "maint_mkstore"
