@@ -8,7 +8,8 @@
  * the whole image before it creates any process, and kills a half-restored child.
  * Errors are -errno with a one-sentence reason in cr_error_last() (error.h).
  * Thread-safety: ptrace ties a tracee to the calling thread; call from one thread. cr_dump
- * starts (and always joins) one writer thread of its own.
+ * starts (and always joins) threads of its own: page writers and a helper that faults in its
+ * capture buffer.
  */
 #ifndef CKPTFS_CR_CR_H
 #define CKPTFS_CR_CR_H
@@ -27,6 +28,7 @@ struct cr_dump_opts {
 };
 
 struct cr_dump_stats {
+	uint64_t prepare_ns;	/* from the call until the freeze (mostly the capture buffer) */
 	uint64_t frozen_ns;	/* from the freeze to the kill/detach */
 	uint64_t capture_ns;	/* from the freeze until all state was read */
 	uint64_t total_ns;	/* from the freeze until the image was complete and durable */
@@ -43,8 +45,10 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats);
 
 struct cr_restore_opts {
 	const char *dir;
-	bool detach;	     /* leave the process running and return once it runs */
-	const char *pidfile; /* if set, the restored pid is written there */
+	bool detach;		    /* leave the process running and return once it runs */
+	const char *pidfile;	    /* if set, the restored pid is written there */
+	bool lazy;		    /* private anonymous memory filled on demand (restore_lazy.h) */
+	const char *server_pidfile; /* lazy: the page server's pid is written there */
 };
 
 /* Without detach, waits for the restored process; *ret_status is its exit code or 128+signal. */

@@ -537,7 +537,7 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 	char path[64], taskdir[32], parent_note[sizeof(ret_stats->parent_note)] = "";
 	_cleanup_free_ char *auto_parent = NULL;
 	bool frozen = false, injected = false, wrote = false, created = false;
-	uint64_t t0 = 0, t_capture = 0, t_resume = 0;
+	uint64_t t_start = now_ns(), t0 = 0, t_capture = 0, t_resume = 0;
 	int ret;
 
 	cr_error_clear();
@@ -646,6 +646,9 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 	ret = dump_mm_collect(&c);
 	if (ret < 0)
 		goto out;
+	ret = dump_shm_collect(&c);
+	if (ret < 0)
+		goto out;
 	ret = collect_proc(&c, status);
 	if (ret < 0)
 		goto out;
@@ -752,6 +755,7 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 		t_resume = t_done;
 	}
 	if (ret_stats) {
+		ret_stats->prepare_ns = t0 - t_start;
 		ret_stats->frozen_ns = t_resume - t0;
 		ret_stats->capture_ns = t_capture - t0;
 		ret_stats->total_ns = t_done - t0;

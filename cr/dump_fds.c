@@ -5,13 +5,16 @@
  * they hold copied into files/.
  *
  * Pipe buffers are copied with tee(2), which duplicates the buffered data without consuming
- * it, so a target left running keeps its bytes.
+ * it, so a target left running keeps its bytes. A pipe with an end held outside the process
+ * is refused (check_pipe_peers): restore could only connect it to nothing.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/pidfd.h>
@@ -163,6 +166,139 @@ static int classify_fd(struct dump_ctx *c, struct cr_fd *f, const char *link, co
 	return f->path ? 0 : -ENOMEM;
 }
 
+/* A process other than pid and the dumper with an fd on one of the nr pipe inodes ids (which
+ * one: *ret_idx), or 0 if none is seen. One pass over /proc/PID/fd. */
+static pid_t find_pipe_holder(pid_t pid, const uint64_t *ids, uint32_t nr, uint32_t *ret_idx)
+{
+	pid_t found = 0;
+	struct dirent *pe;
+
+	DIR *proc = opendir("/proc");
+	if (!proc)
+		return 0;
+	while (!found && (pe = readdir(proc))) {
+		char path[300], link[64];
+		struct dirent *de;
+		char *end;
+
+		long p = strtol(pe->d_name, &end, 10);
+		if (*end || p <= 0 || p == pid || p == getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/fd", p);
+		DIR *fds = opendir(path);
+		if (!fds)
+			continue; /* gone meanwhile */
+		while (!found && (de = readdir(fds))) {
+			unsigned long long ino;
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%ld/fd/%s", p, de->d_name);
+			ssize_t n = readlink(path, link, sizeof(link) - 1);
+			if (n <= 0)
+				continue;
+			link[n] = 0;
+			if (sscanf(link, "pipe:[%llu]", &ino) != 1)
+				continue;
+			for (uint32_t k = 0; k < nr && !found; k++)
+				if (ids[k] == ino) {
+					found = (pid_t)p;
+					*ret_idx = k;
+				}
+		}
+		closedir(fds);
+	}
+	closedir(proc);
+	return found;
+}
+
+static int refuse_pipe(struct dump_ctx *c, const struct cr_fd *f, const char *which, pid_t holder)
+{
+	char who[64] = "a process the dumper cannot see, or an fd in flight";
+
+	if (holder)
+		snprintf(who, sizeof(who), "pid %d", holder);
+	cr_error("pid %d fd %d: pipe:[%" PRIu64 "] has %s end outside the process (held by %s): "
+		 "not supported (restore would cut it off)",
+		 c->pid, f->fd, f->pipe_id, which, who);
+	return -EOPNOTSUPP;
+}
+
+/*
+ * A pipe must not be connected to anything outside the process: restore makes a new pipe,
+ * and a peer elsewhere would be cut off silently (its reader sees EOF, its writer EPIPE).
+ *
+ * When the process holds only one end, the kernel's own count decides, which is exact and
+ * sees every holder (processes in other pid namespaces or hidden from /proc, an fd in flight
+ * in a unix socket): poll on a copy of that end reports POLLHUP on a read end when no write
+ * end is open anywhere, and POLLERR on a write end when no read end is. Only then is the end
+ * rebuilt as it is: a reader gets its buffered bytes and then end of file, a writer EPIPE.
+ * fds 0-2 are exempt: restore gives them the restorer's own fds (a shell job's pipeline).
+ * When the process holds both ends there is no count to ask ("at least one writer" is always
+ * true), so /proc/PID/fd of every other process is searched instead, once for all such
+ * pipes (the target is frozen meanwhile); that cannot see fds in flight or in other pid
+ * namespaces, so it is a best effort (docs/cr.md).
+ */
+static int check_pipe_peers(struct dump_ctx *c)
+{
+	const struct cr_task *t = c->t;
+	_cleanup_free_ uint64_t *both = calloc(t->nr_fds ? t->nr_fds : 1, sizeof(*both));
+	_cleanup_free_ uint32_t *both_fd = calloc(t->nr_fds ? t->nr_fds : 1, sizeof(*both_fd));
+	uint32_t nr_both = 0;
+
+	if (!both || !both_fd)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < t->nr_fds; i++) {
+		const struct cr_fd *f = &t->fds[i];
+		bool rd = false, wr = false, first = true;
+
+		if (f->kind != CR_FD_PIPE || f->dup_of != -1)
+			continue;
+		if ((f->flags & O_ACCMODE) == O_RDWR) {
+			cr_error("pid %d fd %d: pipe:[%" PRIu64 "] is open for reading and writing "
+				 "(reopened through /proc): not supported",
+				 c->pid, f->fd, f->pipe_id);
+			return -EOPNOTSUPP;
+		}
+		for (uint32_t j = 0; j < t->nr_fds; j++) {
+			const struct cr_fd *o = &t->fds[j];
+			if (o->kind != CR_FD_PIPE || o->pipe_id != f->pipe_id)
+				continue;
+			rd |= (o->flags & O_ACCMODE) == O_RDONLY;
+			wr |= (o->flags & O_ACCMODE) == O_WRONLY;
+			if (j < i && o->dup_of == -1)
+				first = false;
+		}
+		if (rd && wr) {
+			if (first) {
+				both[nr_both] = f->pipe_id;
+				both_fd[nr_both++] = i;
+			}
+			continue;
+		}
+		if (f->fd <= 2)
+			continue;
+		_cleanup_close_ int end = pidfd_getfd(c->pidfd, f->fd, 0);
+		if (end < 0) {
+			cr_error("pid %d: cannot take pipe fd %d: %s", c->pid, f->fd,
+				 strerror(errno));
+			return -errno;
+		}
+		struct pollfd pfd = {.fd = end, .events = rd ? POLLIN : POLLOUT};
+		if (poll(&pfd, 1, 0) < 0)
+			return -errno;
+		if (pfd.revents & (rd ? POLLHUP : POLLERR))
+			continue; /* no peer anywhere: rebuilt as it is */
+		uint32_t k = 0;
+		return refuse_pipe(c, f, rd ? "its write" : "its read",
+				   find_pipe_holder(c->pid, &f->pipe_id, 1, &k));
+	}
+	uint32_t k = 0;
+	pid_t holder = nr_both ? find_pipe_holder(c->pid, both, nr_both, &k) : 0;
+	if (holder)
+		return refuse_pipe(c, &t->fds[both_fd[k]], "a third", holder);
+	return 0;
+}
+
 static int fd_cmp(const void *a, const void *b)
 {
 	const struct cr_fd *x = a, *y = b;
@@ -244,7 +380,7 @@ int dump_fds_collect(struct dump_ctx *c)
 				t->fds[i].dup_of = t->fds[j].fd;
 				break;
 			}
-	return 0;
+	return check_pipe_peers(c);
 }
 
 static int write_data_file(struct dump_ctx *c, const char *name, int srcfd, uint64_t len,

@@ -48,6 +48,10 @@ int dump_mm_capture_pages(struct dump_ctx *c);
 int dump_mm_finish_pages(struct dump_ctx *c);
 void dump_mm_free_pages(struct dump_ctx *c);
 int dump_fds_collect(struct dump_ctx *c);
+/* After both collects: memfd seals (fds and mappings); refuses hugetlb memory, write-sealed
+ * memfds mapped read-only, shared objects mapped twice over the same bytes or also reached by
+ * another process, and SysV segments that still exist (dump_shm.c). */
+int dump_shm_collect(struct dump_ctx *c);
 int dump_fds_write_data(struct dump_ctx *c);
 /*
  * The parent of an incremental dump (dump_parent.c). open: 0 with *ret_parent set, or -errno

@@ -41,10 +41,12 @@ enum {
 	REC_MM_AUXV = 2,
 	REC_MM_EXE = 3,
 	REC_MM_VMA = 4,
+	REC_MM_VMA_SEALS = 5, /* optional, follows the REC_MM_VMA of a memfd mapping */
 	REC_PM_RUN = 1,
 	REC_FD = 1,
-	REC_FD_FUSE = 2,  /* follows the REC_FD of a CR_FD_FUSE fd */
-	REC_FD_MEMFD = 3, /* follows the REC_FD of a CR_FD_MEMFD fd */
+	REC_FD_FUSE = 2,	/* follows the REC_FD of a CR_FD_FUSE fd */
+	REC_FD_MEMFD = 3,	/* follows the REC_FD of a CR_FD_MEMFD fd */
+	REC_FD_MEMFD_SEALS = 4, /* optional, follows a REC_FD_MEMFD */
 };
 
 /* ---- encoding ---- */
@@ -290,6 +292,12 @@ static void enc_mm(struct wbuf *b, const struct cr_task *t)
 		wb_u64(b, v->content_hash);
 		wb_str(b, v->path);
 		rec_end(b);
+		if (v->has_seals) {
+			rec_begin(b, REC_MM_VMA_SEALS);
+			wb_u32(b, v->seals);
+			wb_u32(b, v->mode);
+			rec_end(b);
+		}
 	}
 }
 
@@ -335,6 +343,12 @@ static void enc_fds(struct wbuf *b, const struct cr_task *t)
 			wb_u64(b, f->memfd_dev);
 			wb_u64(b, f->memfd_ino);
 			rec_end(b);
+			if (f->memfd_has_seals) {
+				rec_begin(b, REC_FD_MEMFD_SEALS);
+				wb_u32(b, f->memfd_seals);
+				wb_u32(b, 0);
+				rec_end(b);
+			}
 		}
 	}
 }
@@ -700,6 +714,18 @@ static int dec_mm_rec(struct cr_task *t, uint32_t type, struct rbuf *r, struct d
 		v->path = rb_str(r);
 		break;
 	}
+	case REC_MM_VMA_SEALS: {
+		struct cr_vma *v = t->nr_vmas ? &t->vmas[t->nr_vmas - 1] : NULL;
+		if (!v || v->kind != CR_VMA_SHMEM || !v->path || strncmp(v->path, "/memfd:", 7) ||
+		    v->has_seals)
+			return rb_fail(r, "seals record without its memfd mapping record");
+		v->seals = rb_u32(r);
+		v->mode = rb_u32(r);
+		if (!r->err && ((v->seals & ~CR_SEALS_KNOWN) || (v->mode & ~07777u)))
+			return rb_fail(r, "unknown memfd seal or mode bits");
+		v->has_seals = true;
+		break;
+	}
 	default:
 		return rb_fail(r, "unknown record type");
 	}
@@ -750,6 +776,18 @@ static int dec_fds_rec(struct cr_task *t, uint32_t type, struct rbuf *r, struct 
 		rb_end(r);
 		if (!r->err && !f->memfd_ino)
 			return rb_fail(r, "memfd record with inode 0");
+		return r->err;
+	}
+	if (type == REC_FD_MEMFD_SEALS) {
+		struct cr_fd *f = t->nr_fds ? &t->fds[t->nr_fds - 1] : NULL;
+		if (!f || f->kind != CR_FD_MEMFD || !f->memfd_ino || f->memfd_has_seals)
+			return rb_fail(r, "seals record without its memfd record");
+		f->memfd_seals = rb_u32(r);
+		uint32_t zero = rb_u32(r);
+		rb_end(r);
+		if (!r->err && ((f->memfd_seals & ~CR_SEALS_KNOWN) || zero))
+			return rb_fail(r, "unknown memfd seal bits");
+		f->memfd_has_seals = true;
 		return r->err;
 	}
 	if (type != REC_FD)
@@ -1031,6 +1069,18 @@ int cr_image_validate_task(const struct cr_task *t, uint64_t pages_len)
 			cr_error("task %u: fd %d has a missing or stray memfd record", t->pid,
 				 f->fd);
 			return -EBADMSG;
+		}
+		/* One memfd has one set of seals, whichever fd or mapping recorded them. */
+		for (uint32_t j = 0; f->kind == CR_FD_MEMFD && j < t->nr_vmas; j++) {
+			const struct cr_vma *v = &t->vmas[j];
+			if (v->has_seals && v->dev == f->memfd_dev && v->ino == f->memfd_ino &&
+			    (!f->memfd_has_seals || v->seals != f->memfd_seals)) {
+				cr_error(
+					"task %u: fd %d and the mapping at %#llx are one memfd but "
+					"disagree on its seals",
+					t->pid, f->fd, (unsigned long long)v->start);
+				return -EBADMSG;
+			}
 		}
 	}
 	for (uint32_t i = 0; i < t->nr_siginfos; i++) {

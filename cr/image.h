@@ -73,6 +73,11 @@ struct cr_vma {
 	/* CR_VMA_VDSO: hash of its bytes, so restore can refuse a different kernel's vDSO. */
 	uint64_t content_hash;
 	char *path; /* may be NULL for anonymous memory */
+	/* A memfd mapping: F_GET_SEALS of the memfd and its permission bits (optional record
+	 * REC_MM_VMA_SEALS after the VMA's record; older images have none: has_seals false). */
+	bool has_seals;
+	uint32_t seals;
+	uint32_t mode;
 };
 
 /* nr_pages pages starting at vaddr; their bytes follow each other in pages.img. */
@@ -117,7 +122,14 @@ struct cr_fd {
 	/* CR_FD_MEMFD only: device and inode of the memfd, as cr_vma.dev/ino of its mappings. */
 	uint64_t memfd_dev;
 	uint64_t memfd_ino;
+	/* CR_FD_MEMFD only: F_GET_SEALS (optional record REC_FD_MEMFD_SEALS after REC_FD_MEMFD;
+	 * images from before it have none: memfd_has_seals false). */
+	bool memfd_has_seals;
+	uint32_t memfd_seals;
 };
+
+/* F_SEAL_* bits this build knows (SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE, EXEC). */
+#define CR_SEALS_KNOWN 0x3fu
 
 struct cr_sigaction {
 	uint64_t handler;

@@ -38,6 +38,7 @@
 #include "cr/error.h"
 #include "cr/fuse_priv.h"
 #include "cr/ptrace_priv.h"
+#include "cr/restore_lazy.h"
 #include "cr/restore_priv.h"
 
 #define SCRATCH_OFF 4096 /* trampoline page 0: code; the rest: arguments */
@@ -50,6 +51,7 @@ struct restore_ctx {
 	uint64_t tramp;
 	uint64_t tramp_len;
 	struct user_regs_struct base;
+	const uint8_t *lazy_runs; /* lazy restore: 1 per run the page server fills, else NULL */
 };
 
 /* ---- checks before anything is created ---- */
@@ -253,7 +255,10 @@ static int memfd_in_child(struct restore_ctx *c, const struct cr_vma *v, int *re
 	int ret = put_string(c, name, &a);
 	if (ret < 0)
 		return ret;
-	ret = inj(c, "memfd_create", &fd, SYS_memfd_create, a, MFD_CLOEXEC, 0, 0, 0, 0);
+	/* Seals are added once the pages are in (restore_shm.c); without a seal record the
+	 * memfd gets F_SEAL_SEAL, as before seals were saved. */
+	ret = inj(c, "memfd_create", &fd, SYS_memfd_create, a,
+		  MFD_CLOEXEC | (v->has_seals ? MFD_ALLOW_SEALING : 0), 0, 0, 0, 0);
 	if (ret < 0)
 		return ret;
 	ret = inj(c, "ftruncate of a memfd", NULL, SYS_ftruncate, (uint64_t)fd, v->size, 0, 0, 0,
@@ -855,6 +860,42 @@ static int rp_direct(struct restore_ctx *c, int fd, const char *path)
 	return ret < 0 ? ret : ret2;
 }
 
+/* Lazy restore: only the runs outside lazy memory (file COW pages, shared memory: usually
+ * few), read here and written into the child; the lazy ones belong to the page server. */
+static int rp_sparse(struct restore_ctx *c, int fd, const char *path)
+{
+	const struct cr_task *t = c->t;
+	_cleanup_free_ uint8_t *buf = malloc(RP_CHUNK);
+	uint64_t off = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < t->nr_runs; off += t->runs[i].nr_pages * CR_PAGE_SIZE, i++) {
+		uint64_t len = t->runs[i].nr_pages * CR_PAGE_SIZE;
+
+		if (c->lazy_runs[i])
+			continue;
+		for (uint64_t done = 0; done < len;) {
+			size_t n = (size_t)MIN((uint64_t)RP_CHUNK, len - done);
+			struct iovec riov = {(void *)(uintptr_t)(t->runs[i].vaddr + done), n};
+			uint64_t got = 0;
+			int ret = rp_pread(fd, buf, n, off + done, &got);
+
+			if (ret < 0) {
+				cr_error("reading '%s' at offset %" PRIu64 ": %s", path,
+					 (uint64_t)((off + done + got) & ~(CR_PAGE_SIZE - 1)),
+					 ret == -EBADMSG ? "truncated" : strerror(-ret));
+				return ret;
+			}
+			ret = rp_fill(c, buf, &riov, 1, n);
+			if (ret < 0)
+				return ret;
+			done += n;
+		}
+	}
+	return 0;
+}
+
 static int restore_pages(struct restore_ctx *c)
 {
 	struct cr_task *t = c->t;
@@ -868,7 +909,9 @@ static int restore_pages(struct restore_ctx *c)
 		cr_error("image file '%s': %s", path, strerror(errno));
 		return -errno;
 	}
-	if (fstatfs(fd, &sfs) == 0 && sfs.f_type == RP_FUSE_MAGIC)
+	if (c->lazy_runs)
+		ret = rp_sparse(c, fd, path);
+	else if (fstatfs(fd, &sfs) == 0 && sfs.f_type == RP_FUSE_MAGIC)
 		ret = rp_direct(c, fd, path);
 	else
 		ret = rp_ring(c, fd, path);
@@ -1117,6 +1160,8 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 	struct cr_image *img = NULL;
 	struct child_plan plan = {0};
 	struct restore_ctx c = {.dir = opts->dir, .pid = -1, .memfd = -1};
+	struct lazy_server lazy = {.pidfd = -1, .ctl = -1};
+	_cleanup_free_ uint8_t *lazy_runs = NULL;
 	uint64_t vdso_base = 0;
 	int ret, status = 0;
 
@@ -1137,7 +1182,17 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 	ret = check_vdso(t, &vdso_base);
 	if (ret < 0)
 		goto out;
+	if (opts->lazy) {
+		uint64_t nr_lazy;
+
+		ret = restore_lazy_plan(t, &lazy_runs, &nr_lazy);
+		if (ret < 0)
+			goto out;
+	}
 	ret = restore_creds_check(t, opts->detach);
+	if (ret < 0)
+		goto out;
+	ret = restore_limits_check(t);
 	if (ret < 0)
 		goto out;
 	if (kill((pid_t)t->pid, 0) == 0 || errno != ESRCH) {
@@ -1219,7 +1274,22 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 	ret = restore_layout(&c, vdso_base);
 	if (ret < 0)
 		goto out_kill;
+	if (lazy_runs) {
+		/* Before anything can touch the new mappings: a lazy page touched before its
+		 * range is registered would be zero-filled, and stay so. */
+		struct lazy_target lt = {.pid = pid, .syscall_ip = c.tramp, .base = &c.base};
+		char pages[PATH_MAX];
+
+		snprintf(pages, sizeof(pages), "%s/task-%u/pages.img", c.dir, t->pid);
+		ret = restore_lazy_start(&lt, t, lazy_runs, pages, &lazy);
+		if (ret < 0)
+			goto out_kill;
+		c.lazy_runs = lazy_runs;
+	}
 	ret = restore_pages(&c);
+	if (ret < 0)
+		goto out_kill;
+	ret = restore_shm_seal(pid, t);
 	if (ret < 0)
 		goto out_kill;
 	ret = restore_mm_fields(&c);
@@ -1237,6 +1307,16 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 		ret = write_pidfile(opts->pidfile, pid);
 		if (ret < 0) {
 			cr_error("writing pid file '%s': %s", opts->pidfile, strerror(-ret));
+			goto out_kill;
+		}
+	}
+	ret = restore_lazy_commit(&lazy);
+	if (ret < 0)
+		goto out_kill;
+	if (opts->server_pidfile && lazy.lazy) {
+		ret = write_pidfile(opts->server_pidfile, lazy.pid);
+		if (ret < 0) {
+			cr_error("writing pid file '%s': %s", opts->server_pidfile, strerror(-ret));
 			goto out_kill;
 		}
 	}
@@ -1263,7 +1343,9 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 out_kill:
 	kill(c.pid, SIGKILL);
 	waitpid(c.pid, &status, 0);
+	restore_lazy_abort(&lazy);
 out:
+	restore_lazy_release(&lazy);
 	restore_fuse_abandon(&plan.fuse);
 	closep(&c.memfd);
 	cr_image_free(img);

@@ -8,14 +8,17 @@
  * (one per dumped memfd, also used for its mappings by restore.c); a pipe whose both ends
  * were in the process becomes one new pipe holding the buffered bytes; terminals become the
  * restorer's terminal. fds 0-2 that were a pipe to the outside inherit the restorer's own fd of
- * that number (as a shell job would); other half pipes get a new pipe whose other end is
- * closed (the reader sees the buffered bytes, then end of file).
+ * that number (as a shell job would); other half pipes, whose other end dump found closed
+ * everywhere, get a new pipe whose other end is closed (the reader sees the buffered bytes,
+ * then end of file; the writer EPIPE). Memfds that were sealed and are not mapped are sealed
+ * here; mapped ones once their pages are in (restore_shm.c).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -146,8 +149,11 @@ static int open_memfd(const char *dir, const struct cr_task *t, uint32_t idx,
 			return reopen_as(p->fds[j].src, f, "memfd");
 		}
 	}
-	/* memfd_create() names it "memfd:NAME"; the recorded path is "/memfd:NAME". */
-	_cleanup_close_ int mfd = memfd_create(f->path + 7, MFD_CLOEXEC);
+	/* memfd_create() names it "memfd:NAME"; the recorded path is "/memfd:NAME". Without
+	 * MFD_ALLOW_SEALING a memfd starts with F_SEAL_SEAL, which is all an image from before
+	 * seal records can be given. */
+	_cleanup_close_ int mfd = memfd_create(
+		f->path + 7, MFD_CLOEXEC | (f->memfd_has_seals ? MFD_ALLOW_SEALING : 0));
 	if (mfd < 0) {
 		cr_error("fd %d: cannot create memfd '%s': %s", f->fd, f->path + 7,
 			 strerror(errno));
@@ -156,6 +162,14 @@ static int open_memfd(const char *dir, const struct cr_task *t, uint32_t idx,
 	int ret = copy_data(dir, f->data, mfd, f->data_len);
 	if (ret < 0)
 		return ret;
+	/* Sealed now unless mappings still have to be made and filled (restore_shm.c). */
+	if (f->memfd_has_seals && !restore_shm_mapped(t, f->memfd_dev, f->memfd_ino)) {
+		char what[128];
+		snprintf(what, sizeof(what), "fd %d (memfd '%s')", f->fd, f->path + 7);
+		ret = restore_shm_add_seals(mfd, f->memfd_seals, f->mode & 07777, what);
+		if (ret < 0)
+			return ret;
+	}
 	return reopen_as(mfd, f, "memfd");
 }
 
@@ -234,6 +248,20 @@ static int open_fifo(const char *dir, const struct cr_task *t, uint32_t idx, str
 		    p->fds[j].tmp >= 0)
 			have_keeper = true;
 	if (!have_keeper) {
+		/*
+		 * A FIFO that another process still holds open is still the pipe this process
+		 * had: its buffer is the truth now (the bytes saved at the dump are still in
+		 * it, or that process has read them), so it is not filled again, or they would
+		 * be read twice. Held elsewhere: a non-blocking open for writing succeeds only
+		 * when a reader exists, and a FIFO nobody held starts empty.
+		 */
+		bool live = false;
+		if (stat(f->path, &st) == 0 && S_ISFIFO(st.st_mode)) {
+			int probe = open(f->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+			live = probe >= 0;
+			if (probe >= 0)
+				close(probe);
+		}
 		int keeper = open(f->path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 		if (keeper < 0 || fstat(keeper, &st) < 0 || !S_ISFIFO(st.st_mode)) {
 			ret = keeper < 0 ? -errno : -ENOTSUP;
@@ -243,9 +271,12 @@ static int open_fifo(const char *dir, const struct cr_task *t, uint32_t idx, str
 				close(keeper);
 			return ret;
 		}
-		if (f->pipe_size)
+		int queued = 0;
+		if (!live && ioctl(keeper, FIONREAD, &queued) == 0 && queued > 0)
+			live = true;
+		if (f->pipe_size && !live)
 			fcntl(keeper, F_SETPIPE_SZ, (int)f->pipe_size);
-		if (f->data) {
+		if (f->data && !live) {
 			ret = copy_data(dir, f->data, keeper, f->data_len);
 			if (ret < 0) {
 				close(keeper);

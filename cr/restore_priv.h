@@ -62,4 +62,14 @@ pid_t restore_child_spawn(const struct child_plan *plan);
 int restore_fds_prepare(const char *dir, const struct cr_task *t, struct child_plan *plan);
 void restore_fds_release(struct child_plan *plan);
 
+/* Memfd seals (restore_shm.c). add_seals: sets the permission bits (before F_SEAL_EXEC can
+ * forbid it), adds seals and checks the result; what names the memfd in messages. mapped:
+ * whether a shared VMA of t maps that memfd, so its seals must wait for its pages. seal:
+ * after the pages of pid are in place, seals every mapped or mapping-only memfd. */
+int restore_shm_add_seals(int fd, uint32_t seals, uint32_t mode, const char *what);
+bool restore_shm_mapped(const struct cr_task *t, uint64_t dev, uint64_t ino);
+int restore_shm_seal(pid_t pid, const struct cr_task *t);
+/* Before anything is created: every rlimit of t can be set exactly (restore_limits.c). */
+int restore_limits_check(const struct cr_task *t);
+
 #endif

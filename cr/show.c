@@ -18,6 +18,23 @@
 #include "cr/fuse_priv.h"
 #include "cr/image.h"
 
+static const char *const seal_names[] = {"seal", "shrink", "grow", "write", "future_write", "exec"};
+
+/* F_SEAL_* bits as "shrink,grow" ("none" for 0), or as a JSON array of names. */
+static void print_seals(FILE *out, uint32_t seals, bool json)
+{
+	bool first = true;
+
+	fputs(json ? "[" : "", out);
+	for (unsigned int b = 0; b < sizeof(seal_names) / sizeof(seal_names[0]); b++) {
+		if (!(seals & (1u << b)))
+			continue;
+		fprintf(out, json ? "%s\"%s\"" : "%s%s", first ? "" : ",", seal_names[b]);
+		first = false;
+	}
+	fputs(json ? "]" : first ? "none" : "", out);
+}
+
 static void json_str(FILE *out, const char *s)
 {
 	fputc('"', out);
@@ -243,6 +260,11 @@ static void show_human(const struct cr_image *img, const char *dir, FILE *out)
 				v->start, v->end, prot_str(v->prot, v->flags, pb),
 				cr_vma_kind_name(v->kind), vma_saved_pages(t, v),
 				v->path ? v->path : "");
+			if (v->has_seals) {
+				fprintf(out, "      memfd mode %#o seals ", v->mode);
+				print_seals(out, v->seals, false);
+				fputc('\n', out);
+			}
 		}
 		fprintf(out, "  files: %u\n", t->nr_fds);
 		for (uint32_t i = 0; i < t->nr_fds; i++) {
@@ -253,8 +275,13 @@ static void show_human(const struct cr_image *img, const char *dir, FILE *out)
 			if (f->kind == CR_FD_PIPE)
 				fprintf(out, " pipe %" PRIu64 " buffered %" PRIu64, f->pipe_id,
 					f->data_len);
-			if (f->kind == CR_FD_MEMFD && f->dup_of < 0)
-				fprintf(out, " memfd inode %" PRIu64, f->memfd_ino);
+			if (f->kind == CR_FD_MEMFD && f->dup_of < 0) {
+				fprintf(out, " memfd inode %" PRIu64 " seals ", f->memfd_ino);
+				if (f->memfd_has_seals)
+					print_seals(out, f->memfd_seals, false);
+				else
+					fputs("unknown (image without seal records)", out);
+			}
 			if (f->dup_of >= 0)
 				fprintf(out, " (same file as fd %d)", f->dup_of);
 			fprintf(out, " %s", f->path ? f->path : "");
@@ -300,6 +327,12 @@ static void show_json(const struct cr_image *img, const char *dir, FILE *out)
 				i ? "," : "", v->start, v->end, prot_str(v->prot, v->flags, pb),
 				cr_vma_kind_name(v->kind), vma_saved_pages(t, v));
 			json_str(out, v->path);
+			if (v->has_seals) {
+				fprintf(out,
+					",\"memfd_mode\":%u,\"seals\":%u,\"seal_names\":", v->mode,
+					v->seals);
+				print_seals(out, v->seals, true);
+			}
 			fputc('}', out);
 		}
 		fprintf(out, "],\"fds\":[");
@@ -312,9 +345,17 @@ static void show_json(const struct cr_image *img, const char *dir, FILE *out)
 				f->cloexec ? "true" : "false", f->pos, f->dup_of,
 				f->kind == CR_FD_PIPE ? f->data_len : 0);
 			json_str(out, f->path);
-			if (f->kind == CR_FD_MEMFD)
+			if (f->kind == CR_FD_MEMFD) {
 				fprintf(out, ",\"memfd_dev\":%" PRIu64 ",\"memfd_ino\":%" PRIu64,
 					f->memfd_dev, f->memfd_ino);
+				if (f->memfd_has_seals) {
+					fprintf(out,
+						",\"seals\":%u,\"seal_names\":", f->memfd_seals);
+					print_seals(out, f->memfd_seals, true);
+				} else {
+					fputs(",\"seals\":null", out);
+				}
+			}
 			if (f->kind == CR_FD_FUSE) {
 				fprintf(out,
 					",\"fuse_conn\":%u,\"fuse_keeper_pid\":%u,\"fuse_mount\":",

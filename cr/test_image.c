@@ -148,7 +148,9 @@ static void fill_task(struct cr_task *t)
 				   .path = strdup("/memfd:buf"),
 				   .data = strdup("memfd-1-5.data"),
 				   .memfd_dev = 12,
-				   .memfd_ino = 3456};
+				   .memfd_ino = 3456,
+				   .memfd_has_seals = true,
+				   .memfd_seals = 0xa};
 }
 
 static const enum cr_file_kind kinds[] = {CR_FILE_CORE, CR_FILE_MM, CR_FILE_PAGEMAP, CR_FILE_FDS};
@@ -205,6 +207,8 @@ static void test_round_trip(const struct cr_image *src)
 	CHECK(b->fds[3].kind == CR_FD_MEMFD && b->fds[3].memfd_dev == 12 &&
 	      b->fds[3].memfd_ino == 3456 && b->fds[3].pos == 100 &&
 	      !strcmp(b->fds[3].path, "/memfd:buf"));
+	CHECK(b->fds[3].memfd_has_seals && b->fds[3].memfd_seals == 0xa &&
+	      !b->fds[0].memfd_has_seals);
 	CHECK(cr_image_validate_task(b, 5 * CR_PAGE_SIZE) == 0);
 	CHECK(cr_image_validate_task(b, 4 * CR_PAGE_SIZE) == -EBADMSG);
 	cr_image_free(dst);

@@ -86,11 +86,11 @@ int cmd_dump(int argc, char **argv)
 		return 1;
 	}
 	fprintf(stderr,
-		"ckptfs dump: pid %d frozen for %.3f ms (state read in %.3f ms), total %.3f ms, "
-		"%llu bytes written (%llu pages) to '%s'%s\n",
-		o.pid, (double)st.frozen_ns / 1e6, (double)st.capture_ns / 1e6,
-		(double)st.total_ns / 1e6, (unsigned long long)st.bytes_written,
-		(unsigned long long)st.pages, o.dir,
+		"ckptfs dump: pid %d prepared in %.3f ms, frozen for %.3f ms (state read in %.3f "
+		"ms), total %.3f ms, %llu bytes written (%llu pages) to '%s'%s\n",
+		o.pid, (double)st.prepare_ns / 1e6, (double)st.frozen_ns / 1e6,
+		(double)st.capture_ns / 1e6, (double)st.total_ns / 1e6,
+		(unsigned long long)st.bytes_written, (unsigned long long)st.pages, o.dir,
 		o.leave_running ? ", left running" : ", killed");
 	if (st.parent_dir[0])
 		fprintf(stderr, "ckptfs dump: pages: %llu written, %llu copied from parent '%s'\n",

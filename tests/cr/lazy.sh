@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# lazy.sh CASE PROG - page-lazy restore (`ckptfs restore --lazy`, cr/restore_lazy.c).
+#   dir-detach, dir-wait, mount-detach, mount-wait (PROG = wl_lazy): the workload is dumped into
+#     a plain directory or a ckptfs mount (remounted, so pages come through the daemon) and
+#     restored with --lazy, detached or waiting. Right after the restore it mremaps, discards,
+#     unmaps and forks while the page server still fills it (it reports how many pages of
+#     those mappings were present: some must have been missing, or the events were not
+#     exercised); the page server must exit (0 when it is ours to reap) once everything is in,
+#     and the process must pass its checks of all its memory afterwards.
+#   abort (PROG = cr_memhog): the restore fails after the page server started: neither the
+#     process nor the server may be left.
+#   corrupt (PROG = cr_memhog): a byte of the store's largest pack is flipped; the lazy restore
+#     must end with the process killed (not running on wrong memory, not hung), an error naming
+#     pages.img, an offset inside it that fails to read and the address, and the server gone
+#     (exit 1). With the byte put back, a lazy restore from the mount checks out page by page.
+source "$(dirname "$0")/cr_lib.sh"
+# The corrupt case damages pack bytes: no background compression pass may move records.
+export CKPTFS_DEFER_IDLE_MS=0
+
+case_=$1
+prog=$(readlink -f "$2")
+CR_NAME=lazy-$case_
+store=$CR_TMP/store
+mnt=$CR_TMP/mnt
+log=$CR_TMP/wl.log
+err=$CR_TMP/restore.err
+spf=$CR_TMP/server.pid
+: >"$log"
+trap 'cr_rc=$?; [ "$cr_rc" -ne 0 ] && { echo "--- workload log:"; cat "$log"; echo "--- restore stderr:"; cat "$err" 2>/dev/null; echo "--- mount log:"; cat "$CR_TMP/mount.log" 2>/dev/null; }; cr_cleanup $cr_rc' EXIT
+
+# start_prog ARGS...: run PROG in the background until READY; sets pid.
+start_prog() {
+	mkdir -p "$CR_TMP/scratch"
+	(cd "$CR_TMP/scratch" && exec "$prog" "$@" </dev/null >>"$log" 2>&1) &
+	pid=$!
+	cr_track "$pid"
+	cr_wait_line "$log" '^READY$' 60 "$pid" || cr_fail "$(basename "$prog") did not get ready"
+	sleep 0.2
+}
+
+# server_pid: the page server's pid from --server-pidfile (written before the process runs on).
+server_pid() {
+	local i
+	for ((i = 0; i < 200; i++)); do
+		[ -s "$spf" ] && break
+		sleep 0.05
+	done
+	spid=$(tr -d '[:space:]' <"$spf" 2>/dev/null)
+	[ -n "$spid" ] || cr_fail "restore --lazy wrote no page server pid to '$spf'"
+	cr_track "$spid"
+}
+
+# server_exits TIMEOUT: the page server must be gone within TIMEOUT seconds.
+server_exits() {
+	cr_wait_gone "$spid" "$1" || cr_fail "the page server $spid did not exit within $1 s"
+}
+
+restore_lazy_detach() { # DIR
+	rm -f "$spf"
+	CR_REAPED_BEFORE=$(cr_reaped_count "$pid")
+	cr_log "ckptfs restore --lazy --detach $1"
+	timeout -k 5 120 "$CKPTFS" restore --lazy --detach --pidfile "$CR_TMP/restore.pid" \
+		--server-pidfile "$spf" "$1" 2>"$err"
+	local rc=$?
+	cat "$err" >&2
+	cr_track "$pid"
+	[ "$rc" -eq 0 ] || cr_fail "ckptfs restore --lazy --detach '$1' exited $rc"
+	[ "$(tr -d '[:space:]' <"$CR_TMP/restore.pid")" = "$pid" ] || cr_fail "restored under another pid"
+	server_pid
+}
+
+# The process checks all of its memory on SIGTERM and must pass.
+check_passes() { # MODE
+	local st
+	kill -TERM "$pid"
+	cr_wait_gone "$pid" 60 TERM || cr_fail "restored process $pid did not finish its checks"
+	if [ "$1" = wait ]; then
+		wait "$rpid"
+		st=$?
+		[ "$st" -eq 0 ] || cr_fail "ckptfs restore --lazy (waiting) exited $st"
+	else
+		st=$(cr_reaped_status "$pid")
+		[ "$st" = "exit 0" ] || cr_fail "restored process $pid ended with '$st'"
+	fi
+	grep -q '^FAIL' "$log" && cr_fail "the restored process reported failures"
+	[ "$(grep -cx PASS "$log")" -eq 1 ] || cr_fail "the restored process did not print PASS once"
+}
+
+case $case_ in
+dir-* | mount-*)
+	mode=${case_#*-}
+	img=$CR_TMP/img
+	if [ "${case_%%-*}" = mount ]; then
+		cr_mount_store "$store" "$mnt"
+		img=$mnt/ck
+	fi
+	start_prog "$CR_TMP/scratch"
+	cr_dump_kill "$pid" "$img"
+	if [ "${case_%%-*}" = mount ]; then
+		# A fresh mount: the pages come through the daemon, not the page cache.
+		cr_unmount_store "$mnt"
+		cr_mount_store "$store" "$mnt" noinit
+	fi
+	if [ "$mode" = detach ]; then
+		restore_lazy_detach "$img"
+	else
+		rm -f "$spf"
+		cr_log "ckptfs restore --lazy $img (waiting, in the background)"
+		timeout -k 5 120 "$CKPTFS" restore --lazy --server-pidfile "$spf" "$img" 2>"$err" &
+		rpid=$!
+		cr_track "$rpid"
+		server_pid
+		cr_track "$pid"
+	fi
+	cr_wait_line "$log" '^EARLY done$' 60 "$pid" || cr_fail "the restored process did not finish its early steps"
+	line=$(grep '^EARLY resident' "$log")
+	cr_log "$line"
+	read -r a b d <<<"$(echo "$line" | sed -n 's|.*A=\([0-9]*\)/[0-9]* B=\([0-9]*\)/.* D=\([0-9]*\)/.*|\1 \2 \3|p')"
+	[ -n "$d" ] && [ "$a" -lt 4096 ] && [ "$b" -lt 4096 ] && [ "$d" -lt 4096 ] ||
+		cr_fail "mappings A, B and D were already filled when the process ran: the test did not race the page server ($line)"
+	server_exits 60
+	if [ "$mode" = detach ]; then
+		st=$(CR_REAPED_BEFORE=0 cr_reaped_status "$spid")
+		[ "$st" = "exit 0" ] || cr_fail "the page server $spid ended with '$st'"
+	fi
+	cr_alive "$pid" || cr_fail "restored process $pid died"
+	check_passes "$mode"
+	grep -q . "$err" && cr_fail "the lazy restore printed errors"
+	[ "${case_%%-*}" = mount ] && cr_unmount_store "$mnt"
+	cr_log "PASS: lazy restore ($case_), server exited after the prefetch"
+	;;
+corrupt)
+	cr_mount_store "$store" "$mnt"
+	start_prog 32 realistic
+	cr_dump_kill "$pid" "$mnt/ck"
+	size=$(stat -c %s "$mnt/ck/task-$pid/pages.img")
+	cr_unmount_store "$mnt"
+	pack=$(find "$store" -name '*.pack' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+	[ -n "$pack" ] || cr_fail "no pack file in '$store'"
+	off=$(($(stat -c %s "$pack") / 2))
+	orig=$(od -An -tx1 -j "$off" -N1 "$pack" | tr -d ' ')
+	printf "\\x$(printf '%02x' $((0x$orig ^ 0xff)))" | dd of="$pack" bs=1 seek="$off" conv=notrunc status=none
+	cr_log "flipped the byte at $off of '$pack'"
+	cr_mount_store "$store" "$mnt" noinit
+
+	rm -f "$spf"
+	: >"$log"
+	CR_REAPED_BEFORE=$(cr_reaped_count "$pid")
+	timeout -k 5 60 "$CKPTFS" restore --lazy --detach --pidfile "$CR_TMP/restore.pid" \
+		--server-pidfile "$spf" "$mnt/ck" 2>"$err"
+	rc=$?
+	cr_track "$pid"
+	[ "$rc" -ne 124 ] || cr_fail "the lazy restore through a damaged pack hung"
+	if [ "$rc" -eq 0 ]; then
+		# The process ran: the page server must kill it and leave.
+		server_pid
+		server_exits 30
+		st=$(CR_REAPED_BEFORE=0 cr_reaped_status "$spid")
+		[ "$st" = "exit 1" ] || cr_fail "the page server ended with '$st', not 'exit 1'"
+		cr_wait_gone "$pid" 30 || cr_fail "the process restored from a damaged pack is still running"
+		st=$(cr_reaped_status "$pid")
+		[ "$st" = "signal 9" ] || cr_fail "the process restored from a damaged pack ended with '$st', not SIGKILL"
+	else
+		# The damaged page was needed during the restore itself: nothing may be left.
+		cr_log "the restore itself failed ($rc)"
+		[ -s "$spf" ] && { server_pid; server_exits 30; }
+		cr_alive "$pid" && cr_fail "the failed lazy restore left pid $pid running"
+	fi
+	cat "$err" >&2
+	grep -q "^PASS" "$log" && cr_fail "the process restored from a damaged pack passed its checks"
+	at=$(sed -n "s/.*pages.img' at offset \([0-9]*\).*/\1/p" "$err" | head -1)
+	[ -n "$at" ] || cr_fail "the error does not name pages.img and an offset"
+	[ "$at" -lt "$size" ] && [ $((at % 4096)) -eq 0 ] || cr_fail "offset $at is not a page of the $size-byte pages.img"
+	grep -q "address 0x[0-9a-f]*" "$err" || cr_fail "the error does not name the address"
+	dd if="$mnt/ck/task-$pid/pages.img" of=/dev/null bs=4096 skip=$((at / 4096)) count=1 \
+		iflag=direct status=none 2>/dev/null && cr_fail "the page at offset $at of pages.img reads fine"
+	cr_unmount_store "$mnt"
+
+	printf "\\x$orig" | dd of="$pack" bs=1 seek="$off" conv=notrunc status=none
+	cr_mount_store "$store" "$mnt" noinit
+	: >"$log"
+	restore_lazy_detach "$mnt/ck"
+	server_exits 60
+	st=$(CR_REAPED_BEFORE=0 cr_reaped_status "$spid")
+	[ "$st" = "exit 0" ] || cr_fail "the page server $spid ended with '$st'"
+	check_passes detach
+	cr_unmount_store "$mnt"
+	cr_log "PASS: damaged pack: process killed, offset $at named, server gone; intact pack restores lazily"
+	;;
+abort)
+	# The restore fails after the page server started (its pid file cannot be written):
+	# the process and the server must both be gone, the server reaped by the restorer.
+	start_prog 32 realistic
+	cr_dump_kill "$pid" "$CR_TMP/img"
+	timeout -k 5 60 "$CKPTFS" restore --lazy --detach --pidfile "$CR_TMP/no/such/dir/pid" \
+		"$CR_TMP/img" 2>"$err"
+	rc=$?
+	cat "$err" >&2
+	[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || cr_fail "the restore with an unwritable pid file exited $rc"
+	grep -q "no/such/dir/pid" "$err" || cr_fail "the error does not name the pid file"
+	cr_alive "$pid" && { cr_track "$pid"; cr_fail "the failed lazy restore left pid $pid running"; }
+	# Orphans would have come to cr_reaper, our parent.
+	left=$(ps --ppid "$PPID" -o pid=,comm= | grep -w ckptfs-pages)
+	[ -z "$left" ] || cr_fail "a page server was left behind: $left"
+	cr_log "PASS: failed lazy restore left neither the process nor its page server"
+	;;
+*)
+	cr_fail "unknown case '$case_'"
+	;;
+esac
