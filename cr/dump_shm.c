@@ -93,14 +93,23 @@ static int collect_fd_seals(struct dump_ctx *c, struct cr_fd *f)
 	return 0;
 }
 
-static int collect_vma_seals(struct dump_ctx *c, struct cr_vma *v)
+/* Opens the object mapped at v through map_files; what (VMA_WHAT_LEN) names it for errors. */
+#define VMA_WHAT_LEN 160
+static int open_vma_object(struct dump_ctx *c, const struct cr_vma *v, char *what)
 {
-	char sub[96], what[160];
+	char sub[96];
 
 	snprintf(sub, sizeof(sub), "map_files/%" PRIx64 "-%" PRIx64, v->start, v->end);
-	snprintf(what, sizeof(what), "mapping %#" PRIx64 "-%#" PRIx64 " of '%s'", v->start, v->end,
+	snprintf(what, VMA_WHAT_LEN, "mapping %#" PRIx64 "-%#" PRIx64 " of '%s'", v->start, v->end,
 		 v->path);
-	_cleanup_close_ int fd = open_object(c, sub, what);
+	return open_object(c, sub, what);
+}
+
+static int collect_vma_seals(struct dump_ctx *c, struct cr_vma *v)
+{
+	char what[VMA_WHAT_LEN];
+
+	_cleanup_close_ int fd = open_vma_object(c, v, what);
 	if (fd < 0)
 		return fd;
 	struct stat st;
@@ -122,14 +131,11 @@ static int collect_vma_seals(struct dump_ctx *c, struct cr_vma *v)
  */
 static int refuse_hugetlb_vma(struct dump_ctx *c, const struct cr_vma *v)
 {
-	char sub[96], what[160];
+	char what[VMA_WHAT_LEN];
 
 	if (!v->path || (v->kind != CR_VMA_SHMEM && v->kind != CR_VMA_ANON))
 		return 0;
-	snprintf(sub, sizeof(sub), "map_files/%" PRIx64 "-%" PRIx64, v->start, v->end);
-	snprintf(what, sizeof(what), "mapping %#" PRIx64 "-%#" PRIx64 " of '%s'", v->start, v->end,
-		 v->path);
-	_cleanup_close_ int fd = open_object(c, sub, what);
+	_cleanup_close_ int fd = open_vma_object(c, v, what);
 	if (fd < 0)
 		return fd;
 	if (on_hugetlbfs(fd)) {
