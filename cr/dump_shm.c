@@ -251,8 +251,19 @@ static int refuse_live_sysv(struct dump_ctx *c)
 				 c->pid, v->start, v->end, v->ino);
 			return -EOPNOTSUPP;
 		}
-		if (v->ino > INT_MAX || shmctl((int)v->ino, IPC_STAT, &ds) < 0)
-			continue; /* gone: only the attachments keep it */
+		if (v->ino > INT_MAX)
+			continue; /* not a segment id: nothing can attach it */
+		if (shmctl((int)v->ino, IPC_STAT, &ds) < 0) {
+			if (errno == EINVAL || errno == EIDRM)
+				continue; /* gone: only the attachments keep it */
+			/* EACCES and the like: whether it still exists is unknown. */
+			cr_error("pid %d: mapping %#" PRIx64 "-%#" PRIx64
+				 " is SysV segment id %" PRIu64
+				 ", which the dumper cannot inspect (%s) to tell whether it still "
+				 "exists: not supported",
+				 c->pid, v->start, v->end, v->ino, strerror(errno));
+			return -EOPNOTSUPP;
+		}
 		if (ds.shm_perm.mode & SHM_DEST)
 			continue;
 		cr_error(

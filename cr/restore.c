@@ -1284,7 +1284,8 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 		ret = restore_lazy_start(&lt, t, lazy_runs, pages, &lazy);
 		if (ret < 0)
 			goto out_kill;
-		c.lazy_runs = lazy_runs;
+		if (lazy.lazy) /* else every page is eager: the usual fast read */
+			c.lazy_runs = lazy_runs;
 	}
 	ret = restore_pages(&c);
 	if (ret < 0)

@@ -56,9 +56,12 @@
 /* Background reads in flight or waiting to be copied: reader threads read the next ones
  * while the server copies the last. Two reads at once keep a mount's daemon threads busy
  * across the gap between one read's last request and the next read's first. */
-#define LZ_SLOTS   4
-#define LZ_READERS 2
-#define LZ_MSGS	   64
+#define LZ_SLOTS     4
+#define LZ_READERS   2
+#define LZ_MSGS	     64
+#define LZ_MAX_STRAY 256
+/* The top page of a 47-bit address space: a valid destination for a probe copy. */
+#define LZ_PROBE_VA 0x7fffffffe000ULL
 #define LZ_FEATURES                                                                                \
 	(UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |          \
 	 UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_THREAD_ID)
@@ -67,6 +70,11 @@
 /* Test hook: CKPTFS_LAZY_NO_EVENTS=1 ignores the process's memory events (the tests must then
  * fail; never set it otherwise). */
 #define LZ_ENV_NO_EVENTS "CKPTFS_LAZY_NO_EVENTS"
+/* Test hook: CKPTFS_LAZY_FAIL_FORK=1 makes no background reads (so a fork always finds pages
+ * missing), fails the handling of a fork event as if memory ran out and waits 0.3 s after
+ * closing the uffds before exiting: the server must kill the process and its child before
+ * either can run on with missing pages. Never set it otherwise. */
+#define LZ_ENV_FAIL_FORK "CKPTFS_LAZY_FAIL_FORK"
 
 struct lz_seg {
 	uint64_t va;
@@ -114,6 +122,11 @@ struct lz_server {
 	uint64_t last_fault_ns; /* CLOCK_MONOTONIC */
 	size_t rr;
 	bool no_events;
+	bool fail_fork;
+	/* uffds of forked children that are no target (their fork event came with or after a
+	 * failure): kept open until their processes are gone (lz_drain). */
+	int stray[LZ_MAX_STRAY];
+	int nr_stray;
 	uint64_t next_id;
 	/* The reader threads and their slots. */
 	struct lz_slot slot[LZ_SLOTS];
@@ -417,9 +430,10 @@ static pid_t lz_ppid(const char *pid)
 	return ppid;
 }
 
-/* SIGKILLs every process served and everything below them (what they forked meanwhile, whose
- * pid a fault has not told yet), found by parent pid and repeated until nothing new turns up. */
-static void lz_kill_tree(struct lz_server *srv)
+/* Adds to srv->known everything below the processes served (what they forked meanwhile,
+ * whose pid a fault has not told yet), found by parent pid and repeated until nothing new
+ * turns up. */
+static void lz_find_tree(struct lz_server *srv)
 {
 	for (bool more = true; more;) {
 		more = false;
@@ -446,6 +460,21 @@ static void lz_kill_tree(struct lz_server *srv)
 		}
 		closedir(d);
 	}
+}
+
+/*
+ * SIGKILLs every process served and what they forked. The tree is found first: a killed
+ * parent's children are reparented at once and no longer found by parent pid, and one whose
+ * uffd still waits for us would run on with zero pages once this server exits. Also done
+ * while every uffd is still open, for the same reason. A served process cannot fork after
+ * the walk: its fork waits for us to read the fork event, and the SIGKILL ends it.
+ */
+static void lz_kill(struct lz_server *srv)
+{
+	lz_find_tree(srv);
+	for (size_t i = 0; i < srv->nr_tg; i++)
+		if (srv->tg[i].pidfd >= 0)
+			pidfd_send_signal(srv->tg[i].pidfd, SIGKILL, NULL, 0);
 	for (size_t i = 0; i < srv->nr_known; i++)
 		kill(srv->known[i], SIGKILL);
 }
@@ -462,12 +491,7 @@ static int lz_fail(struct lz_server *srv, struct lz_target *tg, uint64_t off, ui
 	log_err("lazy restore of pid %d: reading '%s' at offset %" PRIu64 " (address %#" PRIx64
 		"): %s; killing the restored process",
 		tg->pid, srv->path, bad, va, err == -EBADMSG ? "truncated" : strerror(-err));
-	if (tg->pidfd >= 0)
-		pidfd_send_signal(tg->pidfd, SIGKILL, NULL, 0);
-	for (size_t i = 0; i < srv->nr_tg; i++)
-		if (srv->tg[i].pidfd >= 0)
-			pidfd_send_signal(srv->tg[i].pidfd, SIGKILL, NULL, 0);
-	lz_kill_tree(srv);
+	lz_kill(srv);
 	return -EIO;
 }
 
@@ -527,13 +551,32 @@ static int lz_fault(struct lz_server *srv, struct lz_target *tg, const struct uf
 	return 0;
 }
 
+static void lz_target_free(struct lz_target *tg);
+
+/* A forked child's uffd that no target takes: closing it would let the child run on with
+ * zero pages, so it stays open until the child is gone (lz_drain). */
+static void lz_keep_stray(struct lz_server *srv, int uffd)
+{
+	if (srv->nr_stray < LZ_MAX_STRAY)
+		srv->stray[srv->nr_stray++] = uffd;
+	/* else it stays open, unwatched, until the server exits */
+}
+
+/* A fork made a copy of target parent's address space, served through uffd. On failure uffd
+ * is kept as a stray one. */
 static int lz_fork(struct lz_server *srv, size_t parent, int uffd)
 {
+	if (srv->fail_fork) {
+		lz_keep_stray(srv, uffd);
+		return -ENOMEM;
+	}
 	if (srv->nr_tg == srv->cap_tg) {
 		size_t cap = MAX(srv->cap_tg * 2, 4);
 		struct lz_target *n = realloc(srv->tg, cap * sizeof(*n));
-		if (!n)
+		if (!n) {
+			lz_keep_stray(srv, uffd);
 			return -ENOMEM;
+		}
 		srv->tg = n;
 		srv->cap_tg = cap;
 	}
@@ -545,8 +588,9 @@ static int lz_fork(struct lz_server *srv, size_t parent, int uffd)
 	c.segs = malloc(MAX(p->nr_segs, 1) * sizeof(*c.segs));
 	c.pending = malloc(MAX(words, 1) * sizeof(uint64_t));
 	if (!c.segs || !c.pending) {
-		free(c.segs);
-		free(c.pending);
+		lz_keep_stray(srv, uffd);
+		c.uffd = -1;
+		lz_target_free(&c);
 		return -ENOMEM;
 	}
 	memcpy(c.segs, p->segs, p->nr_segs * sizeof(*c.segs));
@@ -590,10 +634,69 @@ static int lz_read(struct lz_server *srv, size_t ti, bool *ret_any)
 		default:
 			break;
 		}
-		if (ret < 0)
+		if (ret < 0) {
+			/* Later fork events of this read installed uffds too. */
+			for (size_t j = i + 1; j < (size_t)n / sizeof(msgs[0]); j++)
+				if (msgs[j].event == UFFD_EVENT_FORK)
+					lz_keep_stray(srv, (int)msgs[j].arg.fork.ufd);
 			return ret;
+		}
 	}
 	return 0;
+}
+
+/* Whether the address space behind uffd is gone. The probe copies from address 0, which
+ * always fails (EFAULT) without putting anything in place; only a dead address space makes
+ * it fail with ESRCH instead, which the kernel checks first. */
+static bool lz_mm_gone(int uffd)
+{
+	struct uffdio_copy uc = {
+		.dst = LZ_PROBE_VA, .src = 0, .len = PG, .mode = UFFDIO_COPY_MODE_DONTWAKE};
+
+	return ioctl(uffd, UFFDIO_COPY, &uc) < 0 && errno == ESRCH;
+}
+
+/* Of the watched uffds, the readable ones: a fault there is a process the kill missed (a
+ * fork that became visible in /proc only after the walk); it is killed by its thread id. A
+ * fork event adds a stray uffd. */
+static void lz_drain_read(struct lz_server *srv, int uffd)
+{
+	struct uffd_msg msgs[LZ_MSGS];
+	ssize_t n = read(uffd, msgs, sizeof(msgs));
+
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT && msgs[i].arg.pagefault.feat.ptid > 0)
+			kill((pid_t)msgs[i].arg.pagefault.feat.ptid, SIGKILL);
+		else if (msgs[i].event == UFFD_EVENT_FORK)
+			lz_keep_stray(srv, (int)msgs[i].arg.fork.ufd);
+	}
+}
+
+/*
+ * After the kill: every uffd held stays open until its address space is gone. Closing one
+ * earlier would let a process that escaped the kill run on with zero pages; while it is open
+ * such a process can only wait on a fault, which names it, and it is killed then.
+ */
+static void lz_drain(struct lz_server *srv)
+{
+	for (;;) {
+		struct pollfd pfd[srv->nr_tg + LZ_MAX_STRAY];
+		nfds_t np = 0;
+
+		for (size_t i = 0; i < srv->nr_tg; i++)
+			if (!lz_mm_gone(srv->tg[i].uffd))
+				pfd[np++] = (struct pollfd){srv->tg[i].uffd, POLLIN, 0};
+		for (int i = 0; i < srv->nr_stray; i++)
+			if (!lz_mm_gone(srv->stray[i]))
+				pfd[np++] = (struct pollfd){srv->stray[i], POLLIN, 0};
+		if (!np)
+			return;
+		if (poll(pfd, np, 50) < 0 && errno != EINTR)
+			return;
+		for (nfds_t i = 0; i < np; i++)
+			if (pfd[i].revents)
+				lz_drain_read(srv, pfd[i].fd);
+	}
 }
 
 static void *lz_reader(void *arg)
@@ -815,7 +918,7 @@ static int lz_serve(struct lz_server *srv)
 		 * from the start. */
 		uint64_t since = lz_now_ns() - srv->last_fault_ns;
 		bool quiet = since >= LZ_QUIET_NS;
-		if (committed)
+		if (committed && !srv->fail_fork)
 			lz_queue(srv, quiet ? LZ_SLOTS : 1);
 		struct lz_slot *ready = lz_ready(srv);
 		int timeout = -1;
@@ -949,6 +1052,8 @@ static int lz_server_main(struct lz_server *srv, struct lz_target *root)
 		log_debug("page server: chdir /: %s", strerror(errno));
 	lz_close_others(keep, (int)ARRAY_SIZE(keep));
 	srv->no_events = ev && !strcmp(ev, "1");
+	ev = getenv(LZ_ENV_FAIL_FORK);
+	srv->fail_fork = ev && !strcmp(ev, "1");
 	srv->tg = malloc(4 * sizeof(*srv->tg));
 	if (!srv->tg)
 		return 1;
@@ -960,14 +1065,20 @@ static int lz_server_main(struct lz_server *srv, struct lz_target *root)
 	int ret = lz_reader_start(srv);
 	if (ret == 0)
 		ret = lz_serve(srv);
+	if (ret < 0 && ret != -EIO && ret != -ECANCELED) {
+		log_err("lazy restore of pid %d: the page server failed: %s; killing it", root->pid,
+			strerror(-ret));
+		lz_kill(srv);
+	}
+	if (ret < 0 && ret != -ECANCELED)
+		lz_drain(srv);
 	lz_reader_stop(srv);
 	for (size_t i = 0; i < srv->nr_tg; i++)
 		lz_target_free(&srv->tg[i]);
-	if (ret < 0 && ret != -EIO && ret != -ECANCELED)
-		log_err("lazy restore of pid %d: the page server failed: %s; killing it", root->pid,
-			strerror(-ret));
-	if (ret < 0 && ret != -ECANCELED)
-		lz_kill_tree(srv);
+	for (int i = 0; i < srv->nr_stray; i++)
+		close(srv->stray[i]);
+	if (srv->fail_fork) /* test hook: time for a process left running to show it */
+		usleep(300 * 1000);
 	return ret < 0 ? 1 : 0;
 }
 
@@ -1010,8 +1121,9 @@ static int lz_make_uffd(const struct lazy_target *lt, int pidfd, int *ret_uffd)
 		return ret;
 	}
 	struct uffdio_api api = {.api = UFFD_API, .features = LZ_FEATURES};
-	if (ioctl(fd, UFFDIO_API, &api) < 0 || (api.features & LZ_FEATURES) != LZ_FEATURES) {
-		ret = errno ? -errno : -EOPNOTSUPP;
+	ret = ioctl(fd, UFFDIO_API, &api) < 0 ? -errno : 0;
+	if (ret < 0 || (api.features & LZ_FEATURES) != LZ_FEATURES) {
+		ret = ret < 0 ? ret : -EOPNOTSUPP;
 		cr_error("restoring pid %d: userfaultfd lacks fork/remap/remove/unmap events "
 			 "(features %#llx): %s",
 			 lt->pid, (unsigned long long)api.features, strerror(-ret));
@@ -1071,7 +1183,7 @@ static int lz_check_unpopulated(const struct cr_task *t, const uint8_t *lazy_run
 	if (fd < 0) {
 		int ret = -errno;
 		cr_error("restoring pid %d: '%s': %s", pid, path, strerror(errno));
-		return ret;
+		return ret; /* cppcheck-suppress memleak ; ent is a cleanup variable */
 	}
 	for (uint64_t r = 0; r < t->nr_runs; r++) {
 		for (uint64_t p = 0; lazy_runs[r] && p < t->runs[r].nr_pages; p += nr_ent) {

@@ -8,14 +8,8 @@
 source "$(dirname "$0")/cr_lib.sh"
 
 wl=$(readlink -f "$1")
-scratch=$CR_TMP/scratch
-img=$CR_TMP/img
-log=$CR_TMP/wl.log
-err=$CR_TMP/restore.err
 pf=$CR_TMP/restore.pid
-mkdir -p "$scratch"
-: >"$log"
-trap 'cr_rc=$?; echo "--- workload log"; cat "$log"; cr_cleanup $cr_rc' EXIT
+cr_workload_files restore.err
 
 command -v setpriv >/dev/null || cr_fail "setpriv (util-linux) is not installed"
 cd "$scratch" || exit 1

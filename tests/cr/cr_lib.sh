@@ -54,6 +54,19 @@ trap cr_cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
+# The files of a script that runs one workload, in $CR_TMP: $scratch (its directory, made),
+# $img (the image), $log (its output, emptied), $err (a ckptfs command's stderr, named
+# ERR_FILE, default "err"). The EXIT trap prints the workload's log before the cleanup.
+cr_workload_files() { # [ERR_FILE]
+	scratch=$CR_TMP/scratch
+	img=$CR_TMP/img
+	log=$CR_TMP/wl.log
+	err=$CR_TMP/${1:-err}
+	mkdir -p "$scratch"
+	: >"$log"
+	trap 'cr_rc=$?; echo "--- workload log"; cat "$log"; echo "---"; cr_cleanup $cr_rc' EXIT
+}
+
 # Poll until FILE has a line matching REGEX; TIMEOUT in seconds.
 # With PID, give up as soon as that process is gone.
 cr_wait_line() {
@@ -148,17 +161,29 @@ sys.exit(0 if int(sys.argv[2]) in set(pids(doc)) else 1)
 PY
 }
 
+# `ckptfs show DIR` into $CR_TMP/show.txt (also shown) and `show --json DIR` into
+# $CR_TMP/show.json; either failing fails the test.
+cr_show() {
+	local dir=$1
+	cr_ckptfs 30 show "$dir" >"$CR_TMP/show.txt" || cr_fail "ckptfs show '$dir' failed"
+	cat "$CR_TMP/show.txt" >&2
+	cr_ckptfs 30 show --json "$dir" >"$CR_TMP/show.json" || cr_fail "ckptfs show --json '$dir' failed"
+}
+
+# After cr_show: the text has a line matching REGEX (grep -E), else the test fails with
+# "ckptfs show does not print WHAT".
+cr_show_has() {
+	grep -qE -- "$1" "$CR_TMP/show.txt" || cr_fail "ckptfs show does not print $2"
+}
+
 # The capability state ckptfs show reports for an image of workloads/wl_caps.c, which sets
 # known values: effective {kill, net_bind_service}, ambient {net_bind_service}, securebits
 # NOROOT|NOROOT_LOCKED|KEEP_CAPS (0x13), no_new_privs, four bounding-set drops.
 cr_check_show_caps() {
-	local dir=$1
-	cr_ckptfs 30 show "$dir" >"$CR_TMP/show.txt" || cr_fail "ckptfs show '$dir' failed"
-	grep -Eq '^    effective +0x0000000000000420 \(cap_kill,cap_net_bind_service\)$' "$CR_TMP/show.txt" ||
-		cr_fail "ckptfs show does not report the effective set {kill, net_bind_service}"
-	grep -q 'capabilities: securebits 0x13, no_new_privs 1' "$CR_TMP/show.txt" ||
-		cr_fail "ckptfs show does not report securebits 0x13 and no_new_privs 1"
-	cr_ckptfs 30 show --json "$dir" >"$CR_TMP/show.json" || cr_fail "ckptfs show --json '$dir' failed"
+	cr_show "$1"
+	cr_show_has '^    effective +0x0000000000000420 \(cap_kill,cap_net_bind_service\)$' \
+		"the effective set {kill, net_bind_service}"
+	cr_show_has 'capabilities: securebits 0x13, no_new_privs 1' "securebits 0x13 and no_new_privs 1"
 	python3 - "$CR_TMP/show.json" <<'PY' || cr_fail "ckptfs show --json reports the wrong capability state"
 import json, sys
 t = json.load(open(sys.argv[1]))["tasks"][0]

@@ -7,6 +7,10 @@
 #     those mappings were present: some must have been missing, or the events were not
 #     exercised); the page server must exit (0 when it is ours to reap) once everything is in,
 #     and the process must pass its checks of all its memory afterwards.
+#   server-fail (PROG = wl_lazy): the page server fails while the process runs (a test hook
+#     makes the handling of its fork fail as if memory ran out): the process and the child
+#     it just forked must be killed before either runs on with missing pages (no FAIL line
+#     from them, ever), and the server must exit 1 saying it failed.
 #   abort (PROG = cr_memhog): the restore fails after the page server started: neither the
 #     process nor the server may be left.
 #   corrupt (PROG = cr_memhog): a byte of the store's largest pack is flipped; the lazy restore
@@ -53,6 +57,18 @@ server_pid() {
 # server_exits TIMEOUT: the page server must be gone within TIMEOUT seconds.
 server_exits() {
 	cr_wait_gone "$spid" "$1" || cr_fail "the page server $spid did not exit within $1 s"
+}
+
+# server_killed WHY: the page server exits 1 and the process ends by SIGKILL; WHY is the
+# cause, for the messages.
+server_killed() {
+	local st
+	server_exits 30
+	st=$(CR_REAPED_BEFORE=0 cr_reaped_status "$spid")
+	[ "$st" = "exit 1" ] || cr_fail "the page server $spid ended with '$st', not 'exit 1' ($1)"
+	cr_wait_gone "$pid" 30 || cr_fail "pid $pid is still running ($1)"
+	st=$(cr_reaped_status "$pid")
+	[ "$st" = "signal 9" ] || cr_fail "pid $pid ended with '$st', not SIGKILL ($1)"
 }
 
 restore_lazy_detach() { # DIR
@@ -154,12 +170,7 @@ corrupt)
 	if [ "$rc" -eq 0 ]; then
 		# The process ran: the page server must kill it and leave.
 		server_pid
-		server_exits 30
-		st=$(CR_REAPED_BEFORE=0 cr_reaped_status "$spid")
-		[ "$st" = "exit 1" ] || cr_fail "the page server ended with '$st', not 'exit 1'"
-		cr_wait_gone "$pid" 30 || cr_fail "the process restored from a damaged pack is still running"
-		st=$(cr_reaped_status "$pid")
-		[ "$st" = "signal 9" ] || cr_fail "the process restored from a damaged pack ended with '$st', not SIGKILL"
+		server_killed "restored from a damaged pack"
 	else
 		# The damaged page was needed during the restore itself: nothing may be left.
 		cr_log "the restore itself failed ($rc)"
@@ -186,6 +197,25 @@ corrupt)
 	check_passes detach
 	cr_unmount_store "$mnt"
 	cr_log "PASS: damaged pack: process killed, offset $at named, server gone; intact pack restores lazily"
+	;;
+server-fail)
+	start_prog "$CR_TMP/scratch"
+	cr_dump_kill "$pid" "$CR_TMP/img"
+	CKPTFS_LAZY_FAIL_FORK=1 restore_lazy_detach "$CR_TMP/img"
+	server_killed "its page server failed"
+	# The forked child: killed too, or its uffd closes with the server and it checks zeros.
+	for ((i = 0; i < 50; i++)); do
+		left=$(ps --ppid "$PPID" -o pid=,comm= | grep -w wl_lazy)
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	[ -z "$left" ] || cr_fail "a process forked by pid $pid outlived the failed page server: $left"
+	cat "$err" >&2
+	grep -q '^FAIL' "$log" && cr_fail "the process or its child ran on after the page server failed: $(grep -m3 '^FAIL' "$log")"
+	grep -q '^EARLY done' "$log" && cr_fail "pid $pid got past its fork after the page server failed"
+	grep -q "the page server failed: Cannot allocate memory; killing it" "$err" ||
+		cr_fail "the page server did not say that it failed"
+	cr_log "PASS: the failed page server killed the process and its child, neither ran on"
 	;;
 abort)
 	# The restore fails after the page server started (its pid file cannot be written):

@@ -12,17 +12,11 @@ wl=$(readlink -f "$1")
 mode=$2
 shift 2
 CR_NAME="refuse-$(basename "$wl")-$mode"
-scratch=$CR_TMP/scratch
-img=$CR_TMP/img
-log=$CR_TMP/wl.log
-err=$CR_TMP/dump.err
-mkdir -p "$scratch"
-: >"$log"
 # A workload that made a SysV segment names it in SCRATCH/shmid: removed at the end whatever
 # happened (the workload removes it itself when it ends normally).
 drop_shm() { [ -s "$scratch/shmid" ] && ipcrm -m "$(cat "$scratch/shmid")" 2>/dev/null; true; }
 CR_EXIT_HOOK=drop_shm
-trap 'cr_rc=$?; echo "--- workload log"; cat "$log"; echo "---"; cr_cleanup $cr_rc' EXIT
+cr_workload_files dump.err
 
 cd "$scratch" || exit 1
 "$wl" "$scratch" "$mode" </dev/null >>"$log" 2>&1 &

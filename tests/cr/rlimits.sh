@@ -11,13 +11,7 @@
 source "$(dirname "$0")/cr_lib.sh"
 
 wl=$(readlink -f "$1")
-scratch=$CR_TMP/scratch
-img=$CR_TMP/img
-log=$CR_TMP/wl.log
-err=$CR_TMP/restore.err
-mkdir -p "$scratch"
-: >"$log"
-trap 'cr_rc=$?; echo "--- workload log"; cat "$log"; echo "---"; cr_cleanup $cr_rc' EXIT
+cr_workload_files restore.err
 
 cd "$scratch" || exit 1
 prlimit --nofile=300:4000 --core=1234:5678 --msgqueue=9000:9000 \

@@ -5,25 +5,16 @@
 source "$(dirname "$0")/cr_lib.sh"
 
 wl=$(readlink -f "$1")
-scratch=$CR_TMP/scratch
-img=$CR_TMP/img
-log=$CR_TMP/wl.log
-mkdir -p "$scratch"
-: >"$log"
+cr_workload_files
 "$wl" "$scratch" seals </dev/null >>"$log" 2>&1 &
 pid=$!
 cr_track "$pid"
 cr_wait_line "$log" '^READY$' 20 "$pid" || cr_fail "workload $pid did not print READY"
 cr_ckptfs 60 dump --pid "$pid" --leave-running "$img" || cr_fail "dump --leave-running failed"
-cr_ckptfs 30 show "$img" >"$CR_TMP/show.txt" || cr_fail "ckptfs show failed"
-cat "$CR_TMP/show.txt" >&2
-grep -qE 'seals seal,shrink,grow,write /memfd:wl-seal-frozen' "$CR_TMP/show.txt" ||
-	cr_fail "show does not print the seals of fd memfd wl-seal-frozen"
-grep -qE 'seals none /memfd:wl-seal-none' "$CR_TMP/show.txt" ||
-	cr_fail "show does not print 'seals none' for wl-seal-none"
-grep -qE 'memfd mode 0[0-7]+ seals shrink,grow$' "$CR_TMP/show.txt" ||
-	cr_fail "show does not print the seals of the mapping-only memfd"
-cr_ckptfs 30 show --json "$img" >"$CR_TMP/show.json" || cr_fail "ckptfs show --json failed"
+cr_show "$img"
+cr_show_has 'seals seal,shrink,grow,write /memfd:wl-seal-frozen' "the seals of fd memfd wl-seal-frozen"
+cr_show_has 'seals none /memfd:wl-seal-none' "'seals none' for wl-seal-none"
+cr_show_has 'memfd mode 0[0-7]+ seals shrink,grow$' "the seals of the mapping-only memfd"
 python3 - "$CR_TMP/show.json" <<'PY' || cr_fail "show --json lacks the seals"
 import json, sys
 t = json.load(open(sys.argv[1]))["tasks"][0]

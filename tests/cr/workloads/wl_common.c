@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* wl_common.c - READY/PASS/FAIL protocol and pattern helpers shared by the workloads. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -138,4 +140,25 @@ int wl_all_zero(const void *buf, size_t len)
 		if (p[i])
 			return 0;
 	return 1;
+}
+
+static char done_path[PATH_MAX];
+
+void wl_done_init(const char *scratch)
+{
+	snprintf(done_path, sizeof(done_path), "%s/done", scratch);
+	unlink(done_path);
+}
+
+void wl_done_mark(void)
+{
+	int fd = open(done_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd >= 0)
+		close(fd);
+}
+
+int wl_done_seen(void)
+{
+	return access(done_path, F_OK) == 0;
 }

@@ -31,6 +31,14 @@ int wl_catch_sigterm(int sa_flags);
 /* Block until SIGTERM has arrived; the signal mask is unchanged afterwards. */
 void wl_wait_sigterm(void);
 
+/* The "done" mark for workloads with a peer process (one that shares state with them and
+ * must outlive the dump): SCRATCH/done, removed by wl_done_init(SCRATCH) at the start and
+ * made by wl_done_mark() once the workload has checked its state; the peer polls
+ * wl_done_seen() and then ends. */
+void wl_done_init(const char *scratch);
+void wl_done_mark(void);
+int wl_done_seen(void);
+
 /* Deterministic pseudo-random contents: word idx of the stream named seed. */
 uint64_t wl_word(uint64_t seed, uint64_t idx);
 void wl_fill(void *buf, size_t len, uint64_t seed);

@@ -42,7 +42,7 @@
 #define HELLO	   "hello"
 
 static const char *mode, *dir;
-static char done_path[PATH_MAX + 8], fifo_path[PATH_MAX + 8];
+static char fifo_path[PATH_MAX + 8];
 
 static int move_fd(int fd, int to)
 {
@@ -65,7 +65,7 @@ static void peer_main(pid_t target, int keep, bool reader, const char *msg)
 	int gone = 0;
 	for (int i = 0; i < 1200; i++) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
-		if (access(done_path, F_OK) == 0)
+		if (wl_done_seen())
 			break;
 		gone = kill(target, 0) < 0 && errno == ESRCH ? gone + 1 : 0;
 		if (gone >= 30)
@@ -223,9 +223,8 @@ int main(int argc, char **argv)
 	}
 	dir = argv[1];
 	mode = argv[2];
-	snprintf(done_path, sizeof(done_path), "%s/done", dir);
 	snprintf(fifo_path, sizeof(fifo_path), "%s/fifo", dir);
-	unlink(done_path);
+	wl_done_init(dir);
 	if (wl_catch_sigterm(0) < 0)
 		return 1;
 	if (setup() < 0) {
@@ -241,8 +240,6 @@ int main(int argc, char **argv)
 	wl_ready();
 	wl_wait_sigterm();
 	verify();
-	int fd = open(done_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		close(fd);
+	wl_done_mark();
 	return wl_finish();
 }

@@ -44,7 +44,6 @@
 #define ALIAS_PG 4
 
 static const char *mode, *dir;
-static char done_path[4096 + 8];
 static int live_id = -1, peer_fd = -1;
 static uint8_t *base; /* split: object page 0 would be here (unmapped below HEAD) */
 static uint8_t *a, *b;
@@ -137,7 +136,7 @@ static int spawn_peer(int keep_fd, int rm_id)
 					close(fd);
 			for (int i = 0, gone = 0; i < 1200 && gone < 30; i++) {
 				struct timespec ts = {0, 100 * 1000 * 1000};
-				if (access(done_path, F_OK) == 0)
+				if (wl_done_seen())
 					break;
 				gone = kill(target, 0) < 0 && errno == ESRCH ? gone + 1 : 0;
 				nanosleep(&ts, NULL);
@@ -247,8 +246,7 @@ int main(int argc, char **argv)
 	}
 	dir = argv[1];
 	mode = argv[2];
-	snprintf(done_path, sizeof(done_path), "%s/done", argv[1]);
-	unlink(done_path);
+	wl_done_init(dir);
 	bool split = !strcmp(mode, "split");
 	bool alias = !strcmp(mode, "anon") || !strcmp(mode, "sysv");
 	bool peer = !strcmp(mode, "sysv-live") || !strcmp(mode, "peer-anon") ||
@@ -268,9 +266,7 @@ int main(int argc, char **argv)
 	wl_ready();
 	wl_wait_sigterm();
 	verify();
-	int fd = open(done_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		close(fd);
+	wl_done_mark();
 	if (live_id >= 0)
 		shmctl(live_id, IPC_RMID, NULL);
 	return wl_finish();
