@@ -33,18 +33,8 @@ for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.1; done
 mountpoint -q "$mnt" || { echo "demo: mount did not come up"; exit 1; }
 
 echo "== starting a demo process: perl counting, one number per line every 0.1 s"
-# Without the fds above 2 that whatever ran this script may have left open: dump refuses a
-# pipe whose other end is held by another process (restore could not reconnect it).
-without_inherited_fds() {
-	local f
-	for f in /proc/$BASHPID/fd/*; do
-		f=${f##*/}
-		[ "$f" -gt 2 ] && eval "exec $f>&-"
-	done
-	exec "$@"
-}
 log=$work/counter.log
-without_inherited_fds perl -e '$| = 1; for (my $i = 0;; $i++) { print "$i\n"; select(undef, undef, undef, 0.1) }' \
+"$PWD/tools/without-inherited-fds.sh" perl -e '$| = 1; for (my $i = 0;; $i++) { print "$i\n"; select(undef, undef, undef, 0.1) }' \
 	>"$log" 2>/dev/null </dev/null &
 demo=$!
 sleep 1.5

@@ -174,17 +174,7 @@ bench_restore() {
 mkdir -p "$shm/tmpfs" "$shm/mnt"
 cr_mount_store "$shm/store" "$shm/mnt"
 
-# without_inherited_fds CMD...: runs CMD without the fds above 2 of whatever started the bench
-# (dump refuses a pipe whose other end is outside the target).
-without_inherited_fds() {
-	local f
-	for f in /proc/$BASHPID/fd/*; do
-		f=${f##*/}
-		[ "$f" -gt 2 ] && eval "exec $f>&-"
-	done
-	exec "$@"
-}
-without_inherited_fds "$memhog" "$mib" realistic </dev/null >>"$log" 2>&1 &
+"$top/tools/without-inherited-fds.sh" "$memhog" "$mib" realistic </dev/null >>"$log" 2>&1 &
 pid=$!
 cr_track "$pid"
 cr_wait_line "$log" '^READY$' 120 "$pid" || cr_fail "cr_memhog did not fill its memory"
