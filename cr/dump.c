@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
@@ -448,6 +449,40 @@ static int release_target(struct dump_ctx *c, bool injected)
 	return 0;
 }
 
+/*
+ * A process restored with --lazy has memory that is not in memory yet: its page server holds
+ * it until it has filled it (about a second per GiB). pagemap shows those pages as absent, so
+ * a dump now would lose them; wait for the server to finish (its uffd unregisters the ranges),
+ * up to CKPTFS_DUMP_LAZY_WAIT_S seconds (default 60), else refuse before touching the target.
+ */
+static int wait_lazy_fill(pid_t pid)
+{
+	const char *env = getenv("CKPTFS_DUMP_LAZY_WAIT_S");
+	unsigned long wait_s = env ? strtoul(env, NULL, 10) : 60;
+	uint64_t addr = 0, t0 = now_ns();
+	bool said = false;
+
+	for (;;) {
+		int r = dump_mm_uffd_missing(pid, &addr);
+		if (r <= 0)
+			return r == -ENOENT ? -ESRCH : r < 0 ? r : 0;
+		if (now_ns() - t0 >= wait_s * 1000000000ULL)
+			break;
+		if (!said)
+			log_warn(
+				"pid %d: a lazy restore is still filling its memory (mapping %#" PRIx64
+				" registered with a userfaultfd); waiting up to %lu s",
+				pid, addr, wait_s);
+		said = true;
+		usleep(20000);
+	}
+	cr_error("pid %d: mapping %#" PRIx64 " is still registered with a userfaultfd in missing "
+		 "mode after %lu s (a lazy restore's page server still filling it?): its missing "
+		 "pages are not in memory, so an image would lose them",
+		 pid, addr, wait_s);
+	return -EBUSY;
+}
+
 static int freeze(pid_t pid)
 {
 	int status, ret;
@@ -548,6 +583,9 @@ int cr_dump(const struct cr_dump_opts *opts, struct cr_dump_stats *ret_stats)
 		return -EINVAL; /* cppcheck-suppress memleak ; status is a cleanup variable */
 	}
 	ret = precheck(c.pid, status, 65536, false);
+	if (ret < 0)
+		return ret;
+	ret = wait_lazy_fill(c.pid);
 	if (ret < 0)
 		return ret;
 	ret = prepare_dir(opts->dir, c.pid, &c.dirfd, &created);

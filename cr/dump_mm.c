@@ -157,6 +157,49 @@ static int classify(struct dump_ctx *c, struct cr_vma *v, const char *name, bool
 	return 0;
 }
 
+/* Whether the VmFlags line of smaps lists flag (two letters). */
+static bool vmflags_has(const char *line, const char *flag)
+{
+	for (const char *p = strstr(line, flag); p; p = strstr(p + 1, flag))
+		if (p[-1] == ' ' && (p[2] == ' ' || p[2] == '\n' || !p[2]))
+			return true;
+	return false;
+}
+
+static void uffd_missing_error(pid_t pid, uint64_t start)
+{
+	cr_error("pid %d: mapping %#" PRIx64 " is registered with a userfaultfd in missing mode, "
+		 "held by another process (a lazy restore's page server still filling it?): its "
+		 "missing pages are not in memory, so an image would lose them",
+		 pid, start);
+}
+
+int dump_mm_uffd_missing(pid_t pid, uint64_t *ret_addr)
+{
+	char path[64], line[4096 + 256];
+	unsigned long long start = 0;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (!ret && fgets(line, sizeof(line), f)) {
+		unsigned long long a, b;
+
+		if (sscanf(line, "%llx-%llx ", &a, &b) == 2) {
+			start = a;
+			continue;
+		}
+		if (!strncmp(line, "VmFlags:", 8) && vmflags_has(line, "um")) {
+			*ret_addr = start;
+			ret = 1;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
 int dump_mm_collect(struct dump_ctx *c)
 {
 	char path[64], line[4096 + 256];
@@ -211,6 +254,13 @@ int dump_mm_collect(struct dump_ctx *c)
 			continue;
 		}
 		if (cur && !strncmp(line, "VmFlags:", 8)) {
+			/* Checked before the freeze too (dump.c waits for a lazy restore to
+			 * finish); this catches a registration made since. */
+			if (vmflags_has(line, "um")) {
+				uffd_missing_error(c->pid, cur->start);
+				ret = -EBUSY;
+				goto out;
+			}
 			if (strstr(line, " gd"))
 				cur->flags |= CR_VMA_F_GROWSDOWN;
 			if ((strstr(line, " io") || strstr(line, " pf")) &&

@@ -36,6 +36,9 @@ struct dump_ctx {
 	char copy_note[256];   /* why some pages could not be copied, or "" */
 };
 
+/* 1 (and *ret_addr, the mapping) when some mapping of pid is registered with a userfaultfd
+ * in missing mode ("um" in smaps): a lazy restore still filling it. 0 if none; -errno. */
+int dump_mm_uffd_missing(pid_t pid, uint64_t *ret_addr);
 int dump_mm_collect(struct dump_ctx *c);
 /*
  * Pages: reserve (before the freeze: the capture buffer, sized from the target's RSS),

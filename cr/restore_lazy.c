@@ -75,6 +75,9 @@
  * closing the uffds before exiting: the server must kill the process and its child before
  * either can run on with missing pages. Never set it otherwise. */
 #define LZ_ENV_FAIL_FORK "CKPTFS_LAZY_FAIL_FORK"
+/* Test hook: CKPTFS_LAZY_HOLD_MS=N starts background reads N ms after the commit (a dump of
+ * the process meanwhile must wait for the fill, tests/cr/lazy.sh dump-during-fill). */
+#define LZ_ENV_HOLD_MS "CKPTFS_LAZY_HOLD_MS"
 
 struct lz_seg {
 	uint64_t va;
@@ -120,6 +123,8 @@ struct lz_server {
 	size_t nr_known, cap_known;
 	int ctl;
 	uint64_t last_fault_ns; /* CLOCK_MONOTONIC */
+	uint64_t hold_ns;	/* test hook: background reads start this long after the commit */
+	uint64_t hold_until_ns;
 	size_t rr;
 	bool no_events;
 	bool fail_fork;
@@ -916,14 +921,16 @@ static int lz_serve(struct lz_server *srv)
 		 * reads of the eager pages would queue behind them in a FUSE daemon (measured:
 		 * 2-5 ms per small read, ~20 ms more until the process runs). Faults are served
 		 * from the start. */
-		uint64_t since = lz_now_ns() - srv->last_fault_ns;
-		bool quiet = since >= LZ_QUIET_NS;
-		if (committed && !srv->fail_fork)
+		uint64_t now = lz_now_ns(), since = now - srv->last_fault_ns;
+		bool quiet = since >= LZ_QUIET_NS, held = now < srv->hold_until_ns;
+		if (committed && !srv->fail_fork && !held)
 			lz_queue(srv, quiet ? LZ_SLOTS : 1);
 		struct lz_slot *ready = lz_ready(srv);
 		int timeout = -1;
 		if (ready)
 			timeout = 0;
+		else if (committed && held)
+			timeout = (int)((srv->hold_until_ns - now) / 1000000) + 1;
 		else if (committed && !quiet)
 			timeout = (int)((LZ_QUIET_NS - since) / 1000000) + 1;
 		pfd[np++] = (struct pollfd){srv->efd, POLLIN, 0};
@@ -950,6 +957,8 @@ static int lz_serve(struct lz_server *srv)
 				return -ECANCELED;
 			}
 			committed = b == 'C';
+			if (committed)
+				srv->hold_until_ns = lz_now_ns() + srv->hold_ns;
 		}
 		size_t nr = srv->nr_tg; /* targets a fork adds now are polled next time */
 		for (size_t i = 0; i < nr; i++, k += 2) {
@@ -1054,6 +1063,8 @@ static int lz_server_main(struct lz_server *srv, struct lz_target *root)
 	srv->no_events = ev && !strcmp(ev, "1");
 	ev = getenv(LZ_ENV_FAIL_FORK);
 	srv->fail_fork = ev && !strcmp(ev, "1");
+	ev = getenv(LZ_ENV_HOLD_MS);
+	srv->hold_ns = ev ? strtoull(ev, NULL, 10) * 1000000ULL : 0;
 	srv->tg = malloc(4 * sizeof(*srv->tg));
 	if (!srv->tg)
 		return 1;

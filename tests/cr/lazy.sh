@@ -217,6 +217,41 @@ server-fail)
 		cr_fail "the page server did not say that it failed"
 	cr_log "PASS: the failed page server killed the process and its child, neither ran on"
 	;;
+dump-during-fill)
+	# A dump of a process whose lazy restore is still filling its memory: the missing pages
+	# are absent from pagemap, so a dump now would lose them. With no time to wait it must
+	# refuse (nothing written, the process unharmed); by default it waits for the page server
+	# and the image is complete (as many pages as the first one, and it restores and checks).
+	start_prog 64 realistic
+	cr_dump_kill "$pid" "$CR_TMP/img"
+	pages1=$("$CKPTFS" show --json "$CR_TMP/img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tasks"][0]["pages"])')
+	: >"$log"
+	CKPTFS_LAZY_HOLD_MS=3000 restore_lazy_detach "$CR_TMP/img"
+	CKPTFS_DUMP_LAZY_WAIT_S=0 "$CKPTFS" dump --pid "$pid" --leave-running "$CR_TMP/refused" \
+		2>"$CR_TMP/dump.err" && cr_fail "a dump during the fill was not refused"
+	cat "$CR_TMP/dump.err" >&2
+	grep -q "pid $pid: mapping 0x[0-9a-f]* is still registered with a userfaultfd" "$CR_TMP/dump.err" ||
+		cr_fail "the refusal does not name the pid, the mapping and the userfaultfd"
+	[ -e "$CR_TMP/refused" ] && cr_fail "the refused dump left '$CR_TMP/refused'"
+	cr_alive "$pid" || cr_fail "pid $pid did not survive the refused dump"
+	cr_alive "$spid" || cr_fail "the page server had finished already: the test did not test the wait"
+	"$CKPTFS" dump --pid "$pid" --leave-running "$CR_TMP/img2" 2>"$CR_TMP/dump.err" ||
+		{ cat "$CR_TMP/dump.err"; cr_fail "the dump during the fill failed"; }
+	cat "$CR_TMP/dump.err" >&2
+	grep -q "a lazy restore is still filling its memory" "$CR_TMP/dump.err" ||
+		cr_fail "the dump did not say it waited for the fill"
+	server_exits 60
+	pages2=$("$CKPTFS" show --json "$CR_TMP/img2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tasks"][0]["pages"])')
+	[ "$pages2" -ge "$pages1" ] || cr_fail "the dump during the fill saved $pages2 pages, the image it was restored from $pages1"
+	check_passes detach
+	: >"$log"
+	CR_REAPED_BEFORE=$(cr_reaped_count "$pid")
+	"$CKPTFS" restore --detach --pidfile "$CR_TMP/restore.pid" "$CR_TMP/img2" ||
+		cr_fail "the image dumped during the fill does not restore"
+	cr_track "$pid"
+	check_passes detach
+	cr_log "PASS: a dump during a lazy fill refused without time to wait, else waited: $pages2 pages (first image $pages1), restores and checks"
+	;;
 abort)
 	# The restore fails after the page server started (its pid file cannot be written):
 	# the process and the server must both be gone, the server reaped by the restorer.
