@@ -11,6 +11,22 @@ wl=$(readlink -f "$1")
 pf=$CR_TMP/restore.pid
 cr_workload_files restore.err
 
+# check_refused CAP WHAT: the restore (exit status $rc, stderr $err) failed before the process
+# ran, naming pid $pid and CAP, with no pid file written and no process left.
+check_refused() {
+	cat "$err" >&2
+	cr_track "$pid"
+	[ "$rc" -ne 0 ] || cr_fail "$2 succeeded"
+	[ "$rc" -ne 124 ] || cr_fail "$2 timed out"
+	grep -q "pid $pid" "$err" || cr_fail "the error does not name pid $pid"
+	grep -q "$1" "$err" || cr_fail "the error does not name $1"
+	[ -e "$pf" ] && cr_fail "a failed restore wrote the pid file"
+	sleep 0.2
+	cr_alive "$pid" && cr_fail "pid $pid exists after the refused restore"
+	grep -q '^FAIL\|^PASS' "$log" && cr_fail "the workload ran after the refused restore"
+	return 0
+}
+
 command -v setpriv >/dev/null || cr_fail "setpriv (util-linux) is not installed"
 cd "$scratch" || exit 1
 "$wl" "$scratch" </dev/null >>"$log" 2>&1 &
@@ -24,16 +40,7 @@ cr_log "ckptfs restore without CAP_NET_ADMIN (setpriv --bounding-set=-net_admin)
 setpriv --bounding-set=-net_admin timeout -k 5 60 "$CKPTFS" restore --detach --pidfile "$pf" \
 	"$img" 2>"$err"
 rc=$?
-cat "$err" >&2
-cr_track "$pid"
-[ "$rc" -ne 0 ] || cr_fail "restore without CAP_NET_ADMIN succeeded"
-[ "$rc" -ne 124 ] || cr_fail "restore without CAP_NET_ADMIN timed out"
-grep -q "pid $pid" "$err" || cr_fail "the error does not name pid $pid"
-grep -q "CAP_NET_ADMIN" "$err" || cr_fail "the error does not name CAP_NET_ADMIN"
-[ -e "$pf" ] && cr_fail "a failed restore wrote the pid file"
-sleep 0.2
-cr_alive "$pid" && cr_fail "pid $pid exists after the refused restore"
-grep -q '^FAIL\|^PASS' "$log" && cr_fail "the workload ran after the refused restore"
+check_refused CAP_NET_ADMIN "restore without CAP_NET_ADMIN"
 
 # The same image as if dumped where the process held CAP_SYS_RESOURCE (this machine's
 # processes never do): the CAPS record of core.img gets that bit in its permitted and bounding
@@ -58,13 +65,7 @@ PY
 cr_log "ckptfs restore of an image holding CAP_SYS_RESOURCE"
 timeout -k 5 60 "$CKPTFS" restore --detach --pidfile "$pf" "$CR_TMP/img-sysres" 2>"$err"
 rc=$?
-cat "$err" >&2
-[ "$rc" -ne 0 ] || cr_fail "restore of an image holding CAP_SYS_RESOURCE succeeded"
-grep -q "pid $pid" "$err" || cr_fail "the error does not name pid $pid"
-grep -q "CAP_SYS_RESOURCE" "$err" || cr_fail "the error does not name CAP_SYS_RESOURCE"
-[ -e "$pf" ] && cr_fail "a failed restore wrote the pid file"
-sleep 0.2
-cr_alive "$pid" && cr_fail "pid $pid exists after the refused restore"
+check_refused CAP_SYS_RESOURCE "restore of an image holding CAP_SYS_RESOURCE"
 
 # Nothing was consumed: with the restorer's full privileges the image restores and passes.
 cr_restore_detach "$img" "$pid"

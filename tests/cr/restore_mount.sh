@@ -36,16 +36,17 @@ size=$(stat -c %s "$pages")
 [ "$size" -ge $((30 << 20)) ] || cr_fail "pages.img is only $size bytes for 32 MiB of memory"
 cr_unmount_store "$mnt"
 
-# restore_ok DIR: restore detached, then the process checks all of its memory itself.
+# restore_ok DIR: restore detached, then the process (cr_memhog or wl_memory) checks all of its
+# memory itself and must exit 0 with PASS.
 restore_ok() {
 	local dir=$1 st
 	: >"$log"
 	cr_restore_detach "$dir" "$pid"
 	kill -TERM "$pid"
-	cr_wait_gone "$pid" 60 || cr_fail "cr_memhog restored from '$dir' did not finish its check"
+	cr_wait_gone "$pid" 60 || cr_fail "pid $pid restored from '$dir' did not finish its check"
 	st=$(cr_reaped_status "$pid")
-	[ "$st" = "exit 0" ] || cr_fail "cr_memhog restored from '$dir' ended with '$st'"
-	grep -qx PASS "$log" || cr_fail "cr_memhog restored from '$dir' did not print PASS"
+	[ "$st" = "exit 0" ] || cr_fail "pid $pid restored from '$dir' ended with '$st'"
+	grep -qx PASS "$log" || cr_fail "pid $pid restored from '$dir' did not print PASS"
 }
 
 pack=$(find "$store" -name '*.pack' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
@@ -100,12 +101,6 @@ pid=$!
 cr_track "$pid"
 cr_wait_line "$log" '^READY$' 20 "$pid" || cr_fail "wl_memory did not get ready"
 cr_dump_kill "$pid" "$mnt/wl"
-: >"$log"
-cr_restore_detach "$mnt/wl" "$pid"
-kill -TERM "$pid"
-cr_wait_gone "$pid" 30 || cr_fail "wl_memory restored from the mount did not exit"
-st=$(cr_reaped_status "$pid")
-[ "$st" = "exit 0" ] || cr_fail "wl_memory restored from the mount ended with '$st'"
-grep -qx PASS "$log" || cr_fail "wl_memory restored from the mount did not print PASS"
+restore_ok "$mnt/wl"
 cr_unmount_store "$mnt"
 cr_log "PASS: damaged pack refused at offset $at of pages.img; mount and plain copy restore; wl_memory from the mount"

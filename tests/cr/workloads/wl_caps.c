@@ -209,15 +209,6 @@ static void verify(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		wl_fail("usage: wl_caps SCRATCH_DIR");
-		return 2;
-	}
-	if (wl_catch_sigterm(0) < 0 || setup() < 0)
-		return 1;
-	verify(); /* a FAIL before READY: the checks themselves are wrong */
-	wl_ready();
-	wl_wait_sigterm();
-	verify();
-	return wl_finish();
+	(void)argv;
+	return wl_main_checked(argc, "wl_caps", setup, verify);
 }

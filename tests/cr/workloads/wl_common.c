@@ -89,6 +89,21 @@ void wl_wait_sigterm(void)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
+int wl_main_checked(int argc, const char *name, int (*setup)(void), void (*verify)(void))
+{
+	if (argc != 2) {
+		wl_fail("usage: %s SCRATCH_DIR", name);
+		return 2;
+	}
+	if (wl_catch_sigterm(0) < 0 || setup() < 0)
+		return 1;
+	verify();
+	wl_ready();
+	wl_wait_sigterm();
+	verify();
+	return wl_finish();
+}
+
 uint64_t wl_word(uint64_t seed, uint64_t idx)
 {
 	/* splitmix64 of (seed, idx): cheap, and no two streams or offsets look alike. */

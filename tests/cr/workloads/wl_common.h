@@ -30,6 +30,9 @@ void wl_ready(void);
 int wl_catch_sigterm(int sa_flags);
 /* Block until SIGTERM has arrived; the signal mask is unchanged afterwards. */
 void wl_wait_sigterm(void);
+/* main() of a workload that sets its state up once and checks it before READY (a FAIL there
+ * means the checks themselves are wrong) and again after SIGTERM: usage "NAME SCRATCH_DIR". */
+int wl_main_checked(int argc, const char *name, int (*setup)(void), void (*verify)(void));
 
 /* The "done" mark for workloads with a peer process (one that shares state with them and
  * must outlive the dump): SCRATCH/done, removed by wl_done_init(SCRATCH) at the start and

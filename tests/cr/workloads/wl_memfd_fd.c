@@ -170,15 +170,6 @@ static void verify(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		wl_fail("usage: wl_memfd_fd SCRATCH_DIR");
-		return 2;
-	}
-	if (wl_catch_sigterm(0) < 0 || setup() < 0)
-		return 1;
-	verify();
-	wl_ready();
-	wl_wait_sigterm();
-	verify();
-	return wl_finish();
+	(void)argv;
+	return wl_main_checked(argc, "wl_memfd_fd", setup, verify);
 }
