@@ -708,6 +708,14 @@ static void *lz_reader(void *arg)
 {
 	struct lz_server *srv = arg;
 	const uint64_t one = 1;
+	const struct sched_param idle = {0};
+
+	/* Background reads use only CPU nobody else wants: the restored process must not wait
+	 * for the CPU behind its own prefetch (faults are read by the main thread, at normal
+	 * priority). A ckptfs mount decodes each read at the priority of the thread asking
+	 * (fs/read_prio.h), so this reaches the daemon's decoding too. */
+	if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) != 0)
+		log_debug("page server: background reads at normal priority (SCHED_IDLE refused)");
 
 	pthread_mutex_lock(&srv->lock);
 	while (!srv->stop) {

@@ -25,6 +25,7 @@
 #include "fs/defer_pass.h"
 #include "fs/fs.h"
 #include "fs/fs_priv.h"
+#include "fs/read_prio.h"
 
 /* Largest request we ask the kernel for: 256 pages, the kernel's and libfuse's maximum. */
 #define FS_MAX_WRITE	 (1024u * 1024u)
@@ -258,6 +259,7 @@ static int serve(const char *store_path, const char *mountpoint, const struct fs
 			 "'ckptfs gc' compresses deferred chunks",
 			 store_path);
 
+	read_prio_init();
 	loop_cfg = fuse_loop_cfg_create();
 	if (!loop_cfg) {
 		r = -ENOMEM;

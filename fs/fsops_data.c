@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fs/fs_priv.h"
+#include "fs/read_prio.h"
 
 static int handle_new(struct fs_ctx *ctx, uint64_t ino, struct fuse_file_info *fi, bool sealed)
 {
@@ -119,6 +120,7 @@ void fsop_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void fsop_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	_cleanup_free_ char *buf = NULL;
+	struct read_prio prio;
 	ssize_t n;
 
 	if (off < 0) {
@@ -130,12 +132,13 @@ void fsop_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 		fs_reply_fail(req, -ENOMEM, "read", ino, NULL);
 		return;
 	}
+	read_prio_enter(fuse_req_ctx(req)->pid, &prio);
 	n = store_read(fs_ctx_of(req)->store, ino, buf, size, (uint64_t)off);
-	if (n < 0) {
+	if (n < 0)
 		fs_reply_fail(req, (int)n, "read", ino, NULL);
-		return;
-	}
-	fuse_reply_buf(req, buf, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	read_prio_leave(&prio);
 }
 
 void fsop_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,

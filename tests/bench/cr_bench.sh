@@ -9,8 +9,9 @@
 # reported; all --leave-running), then one
 # second dump in the default (kill) mode. After every mount dump it waits until the mount's
 # background compression of deferred pages is done. Then it restores the last --parent image
-# of each side (tmpfs, then the mount with the page cache dropped): time from `ckptfs restore
-# --detach` to the restored process answering a signal. Prints times, GB/s, frozen times and
+# of each side, eagerly and with --lazy (3 rounds, which side goes first alternating, caches
+# dropped before each): time from `ckptfs restore --detach` to the restored process answering
+# a signal. Prints times, GB/s, frozen times and
 # mount/tmpfs speed ratios next to the goals. A measurement: exits 0 whether goals are met or
 # not, non-zero only if a dump, a restore or the restored process's own memory check failed.
 #
@@ -53,18 +54,35 @@ enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true # a builtin sleep: no pr
 declare -A T FROZEN CAPTURE TOTAL BYTES DCPU COPIED SETTLE FULL PREP
 
 ROUNDS=5
+RROUNDS=3
 
-# median KEY: KEY's row becomes that of the median of the rounds KEY.1 .. KEY.ROUNDS (by time).
+# cold_caches: drop the kernel's caches, so the mount's image pages must come through the daemon
+# (the restore reads pages with O_DIRECT anyway; this also covers its small image files), then
+# read back what both sides run from disk: ckptfs, cr_memhog and their libraries. Without that
+# read-back, whichever restore follows a drop pays for disk reads of those programs, which have
+# nothing to do with where the image is.
+cold_caches() {
+	local f
+	sync
+	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || dropped=no
+	for f in "$CKPTFS" "$memhog" $(ldd "$CKPTFS" "$memhog" | grep -o '/[^ :]*'); do
+		cat "$f" >/dev/null
+	done
+}
+dropped=yes
+
+# median KEY [N]: KEY's row becomes that of the median of the rounds KEY.1 .. KEY.N (by time;
+# N defaults to ROUNDS).
 median() {
-	local key=$1 r m a
-	m=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${T[$key.$r]} $r"; done | sort -g |
-		sed -n "$(((ROUNDS + 1) / 2))p" | cut -d' ' -f2)
-	for a in T FROZEN CAPTURE TOTAL BYTES DCPU COPIED SETTLE PREP; do
+	local key=$1 n=${2:-$ROUNDS} r m a
+	m=$(for ((r = 1; r <= n; r++)); do echo "${T[$key.$r]} $r"; done | sort -g |
+		sed -n "$(((n + 1) / 2))p" | cut -d' ' -f2)
+	for a in T FROZEN CAPTURE TOTAL BYTES DCPU COPIED SETTLE PREP FULL; do
 		declare -n arr=$a
 		[ -n "${arr[$key.$m]+x}" ] && arr[$key]=${arr[$key.$m]}
 		unset -n arr
 	done
-	cr_log "$key: median of $ROUNDS rounds: $(for ((r = 1; r <= ROUNDS; r++)); do printf '%.3f ' "${T[$key.$r]}"; done)-> ${T[$key]} s"
+	cr_log "$key: median of $n rounds: $(for ((r = 1; r <= n; r++)); do printf '%.3f ' "${T[$key.$r]}"; done)-> ${T[$key]} s"
 }
 
 # settle KEY: the mount compresses the pages a fast dump stored raw ("deferred") in the
@@ -216,16 +234,19 @@ bench_dump mount-kill "$shm/mnt/ck4" --parent "$shm/mnt/ck1"
 wait "$pid" 2>/dev/null # killed by that last dump
 settle mount-kill
 
-bench_restore tmpfs-restore "$shm/tmpfs/ck2"
-# Cold read for the mount: pages must come through the daemon, not the kernel's page cache.
-sync
-if echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then dropped=yes; else dropped=no; fi
-bench_restore mount-restore "$shm/mnt/ck2-$ROUNDS"
-# Page-lazy restores of the same images: the process runs before its anonymous memory is in.
-bench_restore tmpfs-restore-lazy "$shm/tmpfs/ck2" --lazy
-sync
-echo 3 >/proc/sys/vm/drop_caches 2>/dev/null
-bench_restore mount-restore-lazy "$shm/mnt/ck2-$ROUNDS" --lazy
+# Restores: RROUNDS rounds of the four kinds, the side that goes first alternating, each from
+# cold caches (see cold_caches); the median round of each kind is reported.
+for ((r = 1; r <= RROUNDS; r++)); do
+	if ((r % 2)); then order="tmpfs mount"; else order="mount tmpfs"; fi
+	for lazy in "" --lazy; do
+		for side in $order; do
+			if [ "$side" = tmpfs ]; then dir=$shm/tmpfs/ck2; else dir=$shm/mnt/ck2-$ROUNDS; fi
+			cold_caches
+			bench_restore "$side-restore${lazy:+-lazy}.$r" "$dir" $lazy
+		done
+	done
+done
+for k in tmpfs-restore mount-restore tmpfs-restore-lazy mount-restore-lazy; do median "$k" "$RROUNDS"; done
 
 store_bytes=$(cr_stored_bytes "$shm/store" 2>/dev/null) || store_bytes=$(du -sb "$shm/store" | cut -f1)
 cr_unmount_store "$shm/mnt"
@@ -241,7 +262,7 @@ BYTES[mount-restore-lazy]=$restore_bytes
 
 echo
 echo "C/R benchmark: cr_memhog, $mib MiB realistic memory, 3% changed before the second dumps"
-echo "tmpfs dir and store both on tmpfs; page cache dropped before the mount restore: $dropped"
+echo "tmpfs dir and store both on tmpfs; caches dropped before each restore (programs read back): $dropped"
 printf '%-20s %8s %7s %10s %10s %10s %12s %11s %8s\n' "step" "time s" "GB/s" "frozen ms" \
 	"read ms" "total ms" "image bytes" "daemon CPU" "copied"
 for k in tmpfs-full mount-full tmpfs-incr mount-incr tmpfs-incr-noparent mount-incr-noparent \
@@ -252,7 +273,8 @@ for k in tmpfs-full mount-full tmpfs-incr mount-incr tmpfs-incr-noparent mount-i
 done
 echo "(incr: --parent the first image on the same side, median of $ROUNDS rounds; copied: pages"
 echo " copied from it, not written; mount-kill: a second dump in the default mode, which kills)"
-echo "(restore: from 'ckptfs restore --detach' to the process answering SIGUSR2; -lazy: with"
+echo "(restore: from 'ckptfs restore --detach' to the process answering SIGUSR2, median of $RROUNDS"
+echo " rounds; -lazy: with"
 echo " --lazy, pages filled on demand and in the background by the page server)"
 echo "(frozen: until the target runs again (--leave-running) or is killed after its image is"
 echo " durable (the last dump); read: until all its state was copied; time: the whole command)"

@@ -227,6 +227,10 @@ dump-during-fill)
 	pages1=$("$CKPTFS" show --json "$CR_TMP/img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tasks"][0]["pages"])')
 	: >"$log"
 	CKPTFS_LAZY_HOLD_MS=3000 restore_lazy_detach "$CR_TMP/img"
+	# Its background readers use idle CPU only (policy, field 41 of stat, 5 = SCHED_IDLE);
+	# the thread that serves faults does not.
+	pols=$(for f in /proc/"$spid"/task/*/stat; do st=$(<"$f"); st=${st##*) }; read -ra st <<<"$st"; echo "${st[38]}"; done | sort | tr '\n' ' ')
+	[ "$pols" = "0 5 5 " ] || cr_fail "page server threads' scheduling policies are '$pols', not '0 5 5 ' (one normal, two SCHED_IDLE readers)"
 	CKPTFS_DUMP_LAZY_WAIT_S=0 "$CKPTFS" dump --pid "$pid" --leave-running "$CR_TMP/refused" \
 		2>"$CR_TMP/dump.err" && cr_fail "a dump during the fill was not refused"
 	cat "$CR_TMP/dump.err" >&2
