@@ -63,8 +63,9 @@ void read_prio_init(void)
 
 	if (get_attr(0, &daemon_attr) < 0 ||
 	    (daemon_attr.sched_policy != SCHED_OTHER && daemon_attr.sched_policy != SCHED_BATCH)) {
-		log_debug("reads are served at the daemon's priority (its policy cannot be read or is "
-			  "real-time)");
+		log_debug(
+			"reads are served at the daemon's priority (its policy cannot be read or is "
+			"real-time)");
 		return;
 	}
 	if (pthread_create(&t, NULL, probe, &ok) != 0)

@@ -62,6 +62,53 @@ int main(void)
 		page2[i] = (uint8_t)rng_next();
 	CHECK_EQ(compress_page(page2, out, sizeof(out)), 0);
 
+	/* Literal coding per page: pointer-like words (a base plus random low bits; matches are
+	 * short, literals many but nearly random) keep raw literals, as Huffman coding saves them
+	 * little; bytes of a small alphabet without repeats (nothing for matches, 3 bits of 8 per
+	 * byte) are Huffman-coded. Both round-trip. */
+	for (unsigned i = 0; i < STORE_CHUNK_SIZE / 8; i++) {
+		uint64_t w = 0x00007f3a12400000ULL + (rng_next() & 0xffff8);
+
+		memcpy(page2 + i * 8, &w, 8);
+	}
+	n = compress_page(page2, out, sizeof(out));
+	CHECK(n > 0 && n < (ssize_t)STORE_CHUNK_SIZE);
+	CHECK(compress_frame_raw_literals(out, (size_t)n) > 0);
+	memset(page, 0, sizeof(page));
+	CHECK_EQ(decompress_page(out, (size_t)n, page), 0);
+	CHECK(memcmp(page, page2, sizeof(page)) == 0);
+	for (unsigned i = 0; i < STORE_CHUNK_SIZE; i++)
+		page2[i] = (uint8_t)('a' + rng_next() % 8);
+	n = compress_page(page2, out, sizeof(out));
+	CHECK(n > 0 && n < (ssize_t)(STORE_CHUNK_SIZE / 2));
+	CHECK_EQ(compress_frame_raw_literals(out, (size_t)n), -1);
+	memset(page, 0, sizeof(page));
+	CHECK_EQ(decompress_page(out, (size_t)n, page), 0);
+	CHECK(memcmp(page, page2, sizeof(page)) == 0);
+	/* The frame parser: 5, 12 and 20-bit literal sizes; anything else is "unknown". */
+	{
+		/* magic, FHD 0x00 (window descriptor follows), window, block header (compressed,
+		 * last), literals header */
+		uint8_t f[12] = {0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x48, 0x05, 0x00, 0x00};
+
+		f[9] = 0x00 | (17 << 3); /* raw, 1-byte header */
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), 17);
+		f[9] = 0x04 | (0x3 << 4); /* raw, 2-byte header: 0x3 + (0x40 << 4) */
+		f[10] = 0x40;
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), 0x403);
+		f[9] = 0x0c | (0x1 << 4); /* raw, 3-byte header: 0x1 + (0x02 << 4) + (0x03 << 12) */
+		f[10] = 0x02;
+		f[11] = 0x03;
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), 0x3021);
+		CHECK_EQ(compress_frame_raw_literals(f, 11), -1); /* header cut short */
+		f[9] = 0x02;					  /* Huffman-coded */
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), -1);
+		f[6] = 0x01; /* a raw block */
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), -1);
+		f[0] = 0; /* not a zstd frame */
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), -1);
+	}
+
 	/* Content hash: canonical (fixed) bytes for fixed input. */
 	uint8_t cid[STORE_CONTENT_ID_LEN], cid2[STORE_CONTENT_ID_LEN];
 	content_hash("abc", 3, cid);
