@@ -670,11 +670,16 @@ static bool gc_wants(const struct gc_pack *p, uint64_t size, unsigned flags)
 
 	if (p->deferred_bytes > 0)
 		return true;
-	if (flags & STORE_GC_DEFERRED_ONLY)
-		return false;
 	if (garbage == 0)
 		return false;
-	return p->live_bytes == 0 || garbage * 100 >= size * GC_MIN_GARBAGE_PCT;
+	/* A pack nothing references goes in the background pass too: dropping it copies
+	 * nothing, and the pass makes such packs itself when it is stopped (the mount is
+	 * unmounted) between writing a copy and committing it, or after the commit. */
+	if (p->live_bytes == 0)
+		return true;
+	if (flags & STORE_GC_DEFERRED_ONLY)
+		return false;
+	return garbage * 100 >= size * GC_MIN_GARBAGE_PCT;
 }
 
 int store_gc(struct store *s, struct store_gc_stats *ret_stats)

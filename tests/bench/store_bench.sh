@@ -491,6 +491,7 @@ for t in ckptfs-disk ckptfs-tmpfs; do
 	dfj=$("$ckptfs" df --json "$store" 2>/dev/null)
 	res[$t,df_stored]=$(sed -n 's/.*"stored_bytes": *\([0-9]*\).*/\1/p' <<<"$dfj")
 	res[$t,df_index]=$(sed -n 's/.*"index_bytes": *\([0-9]*\).*/\1/p' <<<"$dfj")
+	res[$t,df_garbage]=$(sed -n 's/.*"garbage_bytes": *\([0-9]*\).*/\1/p' <<<"$dfj")
 	if [ -d "$store/packs" ]; then
 		res[$t,store_packs]=$(du -sb "$store/packs" | cut -f1)
 	else
@@ -658,6 +659,7 @@ report() {
 		info_line "$ck packs (du -sb)" "${res[$ck,store_packs]:-}" bytes
 		info_line "$ck total with index + manifests (du -sb)" "${res[$ck,store_total]}" bytes
 		info_line "$ck stored chunk bytes (ckptfs df)" "${res[$ck,df_stored]:-}" bytes
+		info_line "$ck garbage in packs (ckptfs df; gc reclaims it)" "${res[$ck,df_garbage]:-}" bytes
 		info_line "$ck index bytes (ckptfs df)" "${res[$ck,df_index]:-}" bytes
 		info_line "$ck stored chunk bytes / ideal" "$(ratio "${res[$ck,df_stored]:-}" "$ideal")"
 	done
