@@ -166,6 +166,27 @@ static bool vmflags_has(const char *line, const char *flag)
 	return false;
 }
 
+/* The madvise/mlock state in a VmFlags line (letters of Documentation/filesystems/proc.rst,
+ * each checked on 6.18 by setting it and reading smaps back). */
+static uint32_t vmflags_madv(const char *line)
+{
+	static const struct {
+		char letters[3];
+		uint32_t bit;
+	} map[] = {
+		{"dc", CR_VMA_MADV_DONTFORK},	{"wf", CR_VMA_MADV_WIPEONFORK},
+		{"dd", CR_VMA_MADV_DONTDUMP},	{"hg", CR_VMA_MADV_HUGEPAGE},
+		{"nh", CR_VMA_MADV_NOHUGEPAGE}, {"mg", CR_VMA_MADV_MERGEABLE},
+		{"lo", CR_VMA_MADV_LOCKED},	{"lf", CR_VMA_MADV_LOCKONFAULT},
+	};
+	uint32_t madv = 0;
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (vmflags_has(line, map[i].letters))
+			madv |= map[i].bit;
+	return madv;
+}
+
 static void uffd_missing_error(pid_t pid, uint64_t start)
 {
 	cr_error("pid %d: mapping %#" PRIx64 " is registered with a userfaultfd in missing mode, "
@@ -271,6 +292,10 @@ int dump_mm_collect(struct dump_ctx *c)
 				ret = -EOPNOTSUPP;
 				goto out;
 			}
+			/* The kernel sets dd (and io, pf) on [vvar] itself: only the mappings
+			 * restore makes with mmap carry the flags a program chose. */
+			if (cur->kind < CR_VMA_VVAR)
+				cur->madv = vmflags_madv(line);
 		}
 	}
 	/* Find a syscall instruction in [vdso] for injection, and fingerprint the vDSO. */

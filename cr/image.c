@@ -42,6 +42,7 @@ enum {
 	REC_MM_EXE = 3,
 	REC_MM_VMA = 4,
 	REC_MM_VMA_SEALS = 5, /* optional, follows the REC_MM_VMA of a memfd mapping */
+	REC_MM_VMA_MADV = 6,  /* optional, follows a REC_MM_VMA (and its REC_MM_VMA_SEALS) */
 	REC_PM_RUN = 1,
 	REC_FD = 1,
 	REC_FD_FUSE = 2,	/* follows the REC_FD of a CR_FD_FUSE fd */
@@ -296,6 +297,14 @@ static void enc_mm(struct wbuf *b, const struct cr_task *t)
 			rec_begin(b, REC_MM_VMA_SEALS);
 			wb_u32(b, v->seals);
 			wb_u32(b, v->mode);
+			rec_end(b);
+		}
+		/* Only when set: images of ordinary processes do not grow, and readers that
+		 * predate the record still read them. */
+		if (v->madv) {
+			rec_begin(b, REC_MM_VMA_MADV);
+			wb_u32(b, v->madv);
+			wb_u32(b, 0);
 			rec_end(b);
 		}
 	}
@@ -724,6 +733,25 @@ static int dec_mm_rec(struct cr_task *t, uint32_t type, struct rbuf *r, struct d
 		if (!r->err && ((v->seals & ~CR_SEALS_KNOWN) || (v->mode & ~07777u)))
 			return rb_fail(r, "unknown memfd seal or mode bits");
 		v->has_seals = true;
+		break;
+	}
+	case REC_MM_VMA_MADV: {
+		struct cr_vma *v = t->nr_vmas ? &t->vmas[t->nr_vmas - 1] : NULL;
+		if (!v || v->kind >= CR_VMA_VVAR || v->madv)
+			return rb_fail(r, "madvise flags record without its mapping record");
+		uint32_t madv = rb_u32(r);
+		uint32_t zero = rb_u32(r);
+		if (r->err)
+			break;
+		if (!madv || (madv & ~CR_VMA_MADV_KNOWN) || zero)
+			return rb_fail(r, "empty or unknown madvise flag bits");
+		/* Combinations the kernel never shows: restore could not rebuild them. */
+		if (((madv & CR_VMA_MADV_LOCKONFAULT) && !(madv & CR_VMA_MADV_LOCKED)) ||
+		    ((madv & CR_VMA_MADV_HUGEPAGE) && (madv & CR_VMA_MADV_NOHUGEPAGE)) ||
+		    ((madv & CR_VMA_MADV_WIPEONFORK) &&
+		     (v->kind != CR_VMA_ANON || (v->flags & CR_VMA_F_SHARED))))
+			return rb_fail(r, "impossible combination of madvise flags");
+		v->madv = madv;
 		break;
 	}
 	default:
@@ -1354,6 +1382,15 @@ const char *cr_fd_kind_name(uint32_t kind)
 		return "memfd";
 	}
 	return "unknown";
+}
+
+const char *cr_vma_madv_name(unsigned int b)
+{
+	static const char *const names[] = {"dontfork",	  "wipeonfork", "dontdump",
+					    "hugepage",	  "nohugepage", "mergeable",
+					    "locked",	  "lockonfault"};
+
+	return b < sizeof(names) / sizeof(names[0]) ? names[b] : "unknown";
 }
 
 uint64_t cr_hash_bytes(const void *p, size_t len)

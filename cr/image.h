@@ -78,7 +78,21 @@ struct cr_vma {
 	bool has_seals;
 	uint32_t seals;
 	uint32_t mode;
+	/* madvise/mlock state of the mapping, CR_VMA_MADV_* (optional record REC_MM_VMA_MADV
+	 * after the VMA's record, written only when non-zero; older images: 0). */
+	uint32_t madv;
 };
+
+/* VMA flags set by madvise/mlock, as /proc/PID/smaps VmFlags shows them. */
+#define CR_VMA_MADV_DONTFORK	0x01u /* dc: MADV_DONTFORK (VM_DONTCOPY) */
+#define CR_VMA_MADV_WIPEONFORK	0x02u /* wf: MADV_WIPEONFORK, private anonymous only */
+#define CR_VMA_MADV_DONTDUMP	0x04u /* dd: MADV_DONTDUMP */
+#define CR_VMA_MADV_HUGEPAGE	0x08u /* hg: MADV_HUGEPAGE */
+#define CR_VMA_MADV_NOHUGEPAGE	0x10u /* nh: MADV_NOHUGEPAGE, never with HUGEPAGE */
+#define CR_VMA_MADV_MERGEABLE	0x20u /* mg: MADV_MERGEABLE (KSM) */
+#define CR_VMA_MADV_LOCKED	0x40u /* lo: mlock (VM_LOCKED) */
+#define CR_VMA_MADV_LOCKONFAULT 0x80u /* lf: mlock2(MLOCK_ONFAULT), only with LOCKED */
+#define CR_VMA_MADV_KNOWN	0xffu
 
 /* nr_pages pages starting at vaddr; their bytes follow each other in pages.img. */
 struct cr_page_run {
@@ -248,6 +262,8 @@ int cr_image_write_inventory(int dirfd, const struct cr_image *img, uint64_t *by
 
 const char *cr_vma_kind_name(uint32_t kind);
 const char *cr_fd_kind_name(uint32_t kind);
+/* The name of bit number b (0..7) of CR_VMA_MADV_*, "dontfork" ... "lockonfault". */
+const char *cr_vma_madv_name(unsigned int b);
 /* FNV-1a, for vDSO identity. */
 uint64_t cr_hash_bytes(const void *p, size_t len);
 

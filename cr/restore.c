@@ -332,6 +332,76 @@ static int close_memfds(struct restore_ctx *c, const int *memfds)
 	return ret;
 }
 
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 0x01
+#endif
+
+/*
+ * The madvise state of a new mapping, applied right after it is made: huge page advice
+ * before any page is filled (it decides what the fill allocates), DONTFORK and WIPEONFORK
+ * before anything could fork, MLOCK_ONFAULT before the fill so that the filled pages are
+ * locked as they come in. A plain mlock populates the whole range, so it waits for the fill
+ * (restore_mlock). The kernel refusing one (no KSM, over RLIMIT_MEMLOCK) fails the restore
+ * before the process runs, naming the mapping and the flag.
+ */
+static int restore_madv(struct restore_ctx *c, const struct cr_vma *v)
+{
+	static const struct {
+		uint32_t bit;
+		int advice;
+		const char *name;
+	} advs[] = {
+		{CR_VMA_MADV_DONTFORK, MADV_DONTFORK, "MADV_DONTFORK"},
+		{CR_VMA_MADV_WIPEONFORK, MADV_WIPEONFORK, "MADV_WIPEONFORK"},
+		{CR_VMA_MADV_DONTDUMP, MADV_DONTDUMP, "MADV_DONTDUMP"},
+		{CR_VMA_MADV_HUGEPAGE, MADV_HUGEPAGE, "MADV_HUGEPAGE"},
+		{CR_VMA_MADV_NOHUGEPAGE, MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"},
+		{CR_VMA_MADV_MERGEABLE, MADV_MERGEABLE, "MADV_MERGEABLE"},
+	};
+	char what[128];
+	int ret;
+
+	for (size_t i = 0; i < sizeof(advs) / sizeof(advs[0]); i++) {
+		if (!(v->madv & advs[i].bit))
+			continue;
+		snprintf(what, sizeof(what), "%s on mapping %#" PRIx64 "-%#" PRIx64,
+			 advs[i].name, v->start, v->end);
+		ret = inj(c, what, NULL, SYS_madvise, v->start, v->end - v->start,
+			  (uint64_t)advs[i].advice, 0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	if (v->madv & CR_VMA_MADV_LOCKONFAULT) {
+		snprintf(what, sizeof(what), "mlock2(MLOCK_ONFAULT) of mapping %#" PRIx64 "-%#" PRIx64,
+			 v->start, v->end);
+		ret = inj(c, what, NULL, SYS_mlock2, v->start, v->end - v->start, MLOCK_ONFAULT, 0,
+			  0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* mlock of the mappings that were locked (not on fault), once their pages are in: it faults
+ * in every page, as the original's mlock did. restore_lazy_vma keeps them eager, so this
+ * never waits for the page server. */
+static int restore_mlock(struct restore_ctx *c)
+{
+	char what[128];
+
+	for (uint32_t i = 0; i < c->t->nr_vmas; i++) {
+		const struct cr_vma *v = &c->t->vmas[i];
+		if (!(v->madv & CR_VMA_MADV_LOCKED) || (v->madv & CR_VMA_MADV_LOCKONFAULT))
+			continue;
+		snprintf(what, sizeof(what), "mlock of mapping %#" PRIx64 "-%#" PRIx64, v->start,
+			 v->end);
+		int ret = inj(c, what, NULL, SYS_mlock2, v->start, v->end - v->start, 0, 0, 0, 0);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
 static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 {
 	struct cr_task *t = c->t;
@@ -435,6 +505,8 @@ static int restore_layout(struct restore_ctx *c, uint64_t vdso_base)
 			if (ret == 0)
 				ret = r2;
 		}
+		if (ret == 0 && v->madv)
+			ret = restore_madv(c, v);
 		if (ret < 0)
 			return ret;
 	}
@@ -1288,6 +1360,9 @@ int cr_restore(const struct cr_restore_opts *opts, int *ret_status)
 			c.lazy_runs = lazy_runs;
 	}
 	ret = restore_pages(&c);
+	if (ret < 0)
+		goto out_kill;
+	ret = restore_mlock(&c);
 	if (ret < 0)
 		goto out_kill;
 	ret = restore_shm_seal(pid, t);

@@ -146,6 +146,19 @@ struct lz_server {
 
 bool restore_lazy_vma(const struct cr_vma *v)
 {
+	/*
+	 * A WIPEONFORK mapping is filled eagerly. A child forked during the fill keeps the
+	 * parent's userfaultfd registration of the mapping (the FORK event gives the server a
+	 * copy of the parent's pending pages), but the kernel copies none of its pages: every
+	 * page of it in the child is missing, and the server would answer the child's faults
+	 * with the saved bytes instead of the zeros WIPEONFORK promises (RNG state copied into
+	 * a child). A locked (not on-fault) mapping is eager too: its mlock after the fill
+	 * faults in every page anyway, and waiting there for the server gains nothing.
+	 */
+	if (v->madv & CR_VMA_MADV_WIPEONFORK)
+		return false;
+	if ((v->madv & CR_VMA_MADV_LOCKED) && !(v->madv & CR_VMA_MADV_LOCKONFAULT))
+		return false;
 	return v->kind == CR_VMA_ANON && !(v->flags & CR_VMA_F_SHARED);
 }
 

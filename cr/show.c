@@ -35,6 +35,21 @@ static void print_seals(FILE *out, uint32_t seals, bool json)
 	fputs(json ? "]" : first ? "none" : "", out);
 }
 
+/* CR_VMA_MADV_* bits as "dontfork,dontdump", or as a JSON array of names. */
+static void print_madv(FILE *out, uint32_t madv, bool json)
+{
+	bool first = true;
+
+	fputs(json ? "[" : "", out);
+	for (unsigned int b = 0; b < 32; b++) {
+		if (!(madv & (1u << b)))
+			continue;
+		fprintf(out, json ? "%s\"%s\"" : "%s%s", first ? "" : ",", cr_vma_madv_name(b));
+		first = false;
+	}
+	fputs(json ? "]" : "", out);
+}
+
 static void json_str(FILE *out, const char *s)
 {
 	fputc('"', out);
@@ -265,6 +280,11 @@ static void show_human(const struct cr_image *img, const char *dir, FILE *out)
 				print_seals(out, v->seals, false);
 				fputc('\n', out);
 			}
+			if (v->madv) {
+				fputs("      madvise ", out);
+				print_madv(out, v->madv, false);
+				fputc('\n', out);
+			}
 		}
 		fprintf(out, "  files: %u\n", t->nr_fds);
 		for (uint32_t i = 0; i < t->nr_fds; i++) {
@@ -332,6 +352,10 @@ static void show_json(const struct cr_image *img, const char *dir, FILE *out)
 					",\"memfd_mode\":%u,\"seals\":%u,\"seal_names\":", v->mode,
 					v->seals);
 				print_seals(out, v->seals, true);
+			}
+			if (v->madv) {
+				fprintf(out, ",\"madvise\":%u,\"madvise_names\":", v->madv);
+				print_madv(out, v->madv, true);
 			}
 			fputc('}', out);
 		}
