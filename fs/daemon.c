@@ -96,6 +96,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.release = fsop_release,
 	.fsync = fsop_fsync,
 	.fallocate = fsop_fallocate,
+	.lseek = fsop_lseek,
 	.copy_file_range = fsop_copy_file_range,
 	.setxattr = fsop_setxattr,
 	.getxattr = fsop_getxattr,

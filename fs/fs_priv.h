@@ -114,6 +114,7 @@ void fsop_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, of
 void fsop_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fsop_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fsop_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fsop_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi);
 void fsop_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 		    struct fuse_file_info *fi);
 

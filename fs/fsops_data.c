@@ -141,6 +141,24 @@ void fsop_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 	read_prio_leave(&prio);
 }
 
+/* The kernel asks only for SEEK_DATA and SEEK_HOLE; it answers the other kinds itself. */
+void fsop_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
+{
+	uint64_t at;
+	int r;
+
+	if (off < 0 || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
+		fs_reply_fail(req, -EINVAL, "lseek", ino, NULL);
+		return;
+	}
+	r = store_seek(fs_ctx_of(req)->store, ino, (uint64_t)off, whence == SEEK_DATA, &at);
+	if (r < 0) {
+		fs_reply_fail(req, r, "lseek", ino, NULL);
+		return;
+	}
+	fuse_reply_lseek(req, (off_t)at);
+}
+
 void fsop_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {

@@ -74,6 +74,7 @@ static bool err_is_ordinary(int err)
 	case EBUSY:
 	case ELOOP:
 	case EFBIG:
+	case ENXIO: /* lseek SEEK_DATA with no data after the offset */
 		return true;
 	default:
 		return false;

@@ -143,6 +143,11 @@ int store_release(struct store *s, uint64_t ino, bool write_access);
 /* Reads up to size bytes at off; returns bytes read (short only at EOF). A chunk that fails
  * verification is -EIO (logged with the chunk id and the file's inode). */
 ssize_t store_read(struct store *s, uint64_t ino, void *buf, size_t size, uint64_t off);
+/* lseek(2) SEEK_DATA (want_data) or SEEK_HOLE at chunk granularity: the first offset >= off in
+ * data (a chunk with stored or buffered bytes) or in a hole (no chunk: never written, zeros,
+ * punched; the end of the file counts as one). -ENXIO if off is at or past the end, or no data
+ * follows it. */
+int store_seek(struct store *s, uint64_t ino, uint64_t off, bool want_data, uint64_t *ret_off);
 /* Writes all of buf at off (extending the file); returns size. */
 ssize_t store_write(struct store *s, uint64_t ino, const void *buf, size_t size, uint64_t off);
 /* fallocate: mode 0 (reserve: extends size unless keep_size), or punch a hole (keep_size true). */
