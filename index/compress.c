@@ -3,26 +3,26 @@
 #include "index/compress.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "common/util.h"
 #include "index/store.h"
 
 #define COMPRESS_LEVEL 1
 
 /*
  * Literal coding. zstd Huffman-codes a frame's literals (the bytes no match covers) by
- * default. Building the Huffman table and decoding with it is ~40 % of the decode time of
- * typical memory pages (measured on a 1 GiB cr_memhog image: 0.82 s of decoding with it, 0.53 s
- * without), and every restore and read pays that, while on many pages it saves a few dozen
- * bytes (pointer-like and text-like pages: 2.8 % of the pack). So a page keeps Huffman-coded
- * literals only where they shrink its frame by at least 1/HUF_MIN_GAIN; elsewhere its literals
- * are stored raw. Both are ordinary zstd frames: readers do not know or care which it is.
- * Measured: cr_memhog 1 GiB +2.8 % pack bytes, -33 % decode time; a python3 dict heap +1 %,
- * -4 % (its Huffman pages stay).
+ * default. Building the Huffman table and decoding with it is ~30 % of the decode time of
+ * typical memory pages, and every restore and read pays that, while on many pages it saves a
+ * few dozen bytes (pointer-like and text-like pages). So a page keeps Huffman-coded literals
+ * only where they shrink its frame by at least 1/HUF_MIN_GAIN; elsewhere its literals are
+ * stored raw. Both are ordinary zstd frames: readers do not know or care which it is.
+ * tests/bench/codec_bench.sh measures it (docs/store-format.md has the numbers).
  */
 #define HUF_MIN_GAIN 8
 
@@ -92,10 +92,11 @@ static ZSTD_DCtx *thread_dctx(void)
 	return d;
 }
 
-ssize_t compress_frame_raw_literals(const void *frame, size_t len)
+ssize_t compress_frame_raw_literals(const void *frame, size_t len, size_t *ret_at)
 {
 	const uint8_t *f = frame;
-	size_t at = 4, fcs_len;
+	size_t at = 4, fcs_len, hdr;
+	ssize_t n;
 	uint8_t fhd;
 	uint32_t bh;
 
@@ -127,15 +128,42 @@ ssize_t compress_frame_raw_literals(const void *frame, size_t len)
 	default: /* Huffman-coded */
 		return -1;
 	}
-	if ((f[at] & 4) == 0)
-		return f[at] >> 3;
-	if (at + 2 > len)
+	if ((f[at] & 4) == 0) {
+		n = f[at] >> 3;
+		hdr = 1;
+	} else if ((f[at] & 8) == 0) {
+		if (at + 2 > len)
+			return -1;
+		n = f[at] >> 4 | f[at + 1] << 4;
+		hdr = 2;
+	} else {
+		if (at + 3 > len)
+			return -1;
+		n = f[at] >> 4 | f[at + 1] << 4 | f[at + 2] << 12;
+		hdr = 3;
+	}
+	if ((f[at] & 3) == 1) /* one byte repeated: nothing for a Huffman code to gain */
+		return 0;
+	if (at + hdr + (size_t)n > len)
 		return -1;
-	if ((f[at] & 8) == 0)
-		return f[at] >> 4 | f[at + 1] << 4;
-	if (at + 3 > len)
-		return -1;
-	return f[at] >> 4 | f[at + 1] << 4 | f[at + 2] << 12;
+	if (ret_at)
+		*ret_at = at + hdr;
+	return n;
+}
+
+/* At most how many bytes a Huffman code could save on n raw literals: n less their order-0
+ * entropy (no prefix code beats that; the code's table only adds). */
+static size_t huf_gain_bound(const uint8_t *lit, size_t n)
+{
+	uint32_t count[256] = {0};
+	double bits = 0;
+
+	for (size_t i = 0; i < n; i++)
+		count[lit[i]]++;
+	for (int b = 0; b < 256; b++)
+		if (count[b])
+			bits += count[b] * log2((double)n / count[b]);
+	return n - MIN(n, (size_t)(bits / 8));
 }
 
 /* One compression with context c into dst; 0 when it would not be smaller than limit. */
@@ -158,6 +186,7 @@ ssize_t compress_page(const void *page, void *dst, size_t dst_cap)
 	 * output that is no smaller than storing raw. */
 	size_t limit = dst_cap < STORE_CHUNK_SIZE ? dst_cap : STORE_CHUNK_SIZE - 1;
 	uint8_t alt[STORE_CHUNK_SIZE];
+	size_t lit_at = 0;
 	ssize_t r, h, lit;
 
 	if (!huf)
@@ -168,10 +197,14 @@ ssize_t compress_page(const void *page, void *dst, size_t dst_cap)
 	if (r < 0)
 		return r;
 	if (r > 0) {
-		/* Huffman coding can save at most the literal bytes: with fewer than the gain
-		 * needed, the raw-literal frame stands without a second try. */
-		lit = compress_frame_raw_literals(dst, (size_t)r);
-		if (lit >= 0 && lit * HUF_MIN_GAIN < r)
+		/* A second compression only where Huffman coding could gain enough: at most the
+		 * literals' distance from their entropy. Checking costs ~1/10 of compressing. */
+		lit = compress_frame_raw_literals(dst, (size_t)r, &lit_at);
+		if (lit >= 0 &&
+		    (lit * HUF_MIN_GAIN < r ||
+		     (ssize_t)huf_gain_bound((const uint8_t *)dst + lit_at, (size_t)lit) *
+				     HUF_MIN_GAIN <
+			     r))
 			return r;
 	}
 	/* Must beat the raw-literal frame by 1/HUF_MIN_GAIN, or the raw page if there is none. */

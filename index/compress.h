@@ -17,9 +17,10 @@
 /* Compresses one STORE_CHUNK_SIZE page into dst (dst_cap >= STORE_CHUNK_SIZE). Returns the
  * compressed length, 0 if compression would not shrink the page, or -errno. */
 ssize_t compress_page(const void *page, void *dst, size_t dst_cap);
-/* The number of literal bytes a frame stores raw (not Huffman-coded) in its first block, or -1
- * if it Huffman-codes them or the frame is not one this module writes. */
-ssize_t compress_frame_raw_literals(const void *frame, size_t len);
+/* The number of literal bytes a frame stores raw (not Huffman-coded) in its first block (0 for
+ * literals that are one byte repeated), or -1 if it Huffman-codes them or the frame is not one
+ * this module writes or is cut short. With ret_at, where in the frame they start. */
+ssize_t compress_frame_raw_literals(const void *frame, size_t len, size_t *ret_at);
 /* Decompresses src into exactly one page. -EBADMSG if src is not a valid frame of that size. */
 int decompress_page(const void *src, size_t src_len, void *page);
 

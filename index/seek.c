@@ -60,7 +60,7 @@ static int scan_fmap(struct idx_txn *txn, uint64_t ino, uint64_t first, uint64_t
 		else if (r < 0 && r != -ENOENT)
 			goto out;
 		if (block == UINT64_MAX || block > idx / FMAP_SLOTS) {
-			/* idx lies in a block the map does not have: all holes up to the next one */
+			/* a block the map does not have: holes up to the next one */
 			if (!want_data)
 				break;
 			if (block == UINT64_MAX)

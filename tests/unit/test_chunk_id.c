@@ -73,7 +73,7 @@ int main(void)
 	}
 	n = compress_page(page2, out, sizeof(out));
 	CHECK(n > 0 && n < (ssize_t)STORE_CHUNK_SIZE);
-	CHECK(compress_frame_raw_literals(out, (size_t)n) > 0);
+	CHECK(compress_frame_raw_literals(out, (size_t)n, NULL) > 0);
 	memset(page, 0, sizeof(page));
 	CHECK_EQ(decompress_page(out, (size_t)n, page), 0);
 	CHECK(memcmp(page, page2, sizeof(page)) == 0);
@@ -81,7 +81,7 @@ int main(void)
 		page2[i] = (uint8_t)('a' + rng_next() % 8);
 	n = compress_page(page2, out, sizeof(out));
 	CHECK(n > 0 && n < (ssize_t)(STORE_CHUNK_SIZE / 2));
-	CHECK_EQ(compress_frame_raw_literals(out, (size_t)n), -1);
+	CHECK_EQ(compress_frame_raw_literals(out, (size_t)n, NULL), -1);
 	memset(page, 0, sizeof(page));
 	CHECK_EQ(decompress_page(out, (size_t)n, page), 0);
 	CHECK(memcmp(page, page2, sizeof(page)) == 0);
@@ -89,24 +89,27 @@ int main(void)
 	{
 		/* magic, FHD 0x00 (window descriptor follows), window, block header (compressed,
 		 * last), literals header */
-		uint8_t f[12] = {0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x48, 0x05, 0x00, 0x00};
+		static uint8_t f[12 + 0x3021] = {0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x48, 0x05};
 
 		f[9] = 0x00 | (17 << 3); /* raw, 1-byte header */
-		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), 17);
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f), NULL), 17);
 		f[9] = 0x04 | (0x3 << 4); /* raw, 2-byte header: 0x3 + (0x40 << 4) */
 		f[10] = 0x40;
-		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), 0x403);
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f), NULL), 0x403);
 		f[9] = 0x0c | (0x1 << 4); /* raw, 3-byte header: 0x1 + (0x02 << 4) + (0x03 << 12) */
 		f[10] = 0x02;
 		f[11] = 0x03;
-		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), 0x3021);
-		CHECK_EQ(compress_frame_raw_literals(f, 11), -1); /* header cut short */
-		f[9] = 0x02;					  /* Huffman-coded */
-		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), -1);
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f), NULL), 0x3021);
+		CHECK_EQ(compress_frame_raw_literals(f, 11, NULL), -1); /* header cut short */
+		CHECK_EQ(compress_frame_raw_literals(f, 12 + 0x3020, NULL), -1); /* literals cut */
+		f[9] = 0x01 | (17 << 3); /* one byte repeated 17 times */
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f), NULL), 0);
+		f[9] = 0x02; /* Huffman-coded */
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f), NULL), -1);
 		f[6] = 0x01; /* a raw block */
-		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), -1);
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f), NULL), -1);
 		f[0] = 0; /* not a zstd frame */
-		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f)), -1);
+		CHECK_EQ(compress_frame_raw_literals(f, sizeof(f), NULL), -1);
 	}
 
 	/* Content hash: canonical (fixed) bytes for fixed input. */
