@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
-#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_c_literalCompressionMode: stable in the frame format */
+/* For ZSTD_c_literalCompressionMode, an experimental parameter: should a later libzstd ignore
+ * it, pages keep Huffman literals; any frame it makes is an ordinary zstd frame. */
+#define ZSTD_STATIC_LINKING_ONLY
 #include "index/compress.h"
 
 #include <errno.h>
