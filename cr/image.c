@@ -1386,9 +1386,8 @@ const char *cr_fd_kind_name(uint32_t kind)
 
 const char *cr_vma_madv_name(unsigned int b)
 {
-	static const char *const names[] = {"dontfork",	  "wipeonfork", "dontdump",
-					    "hugepage",	  "nohugepage", "mergeable",
-					    "locked",	  "lockonfault"};
+	static const char *const names[] = {"dontfork",	  "wipeonfork", "dontdump", "hugepage",
+					    "nohugepage", "mergeable",	"locked",   "lockonfault"};
 
 	return b < sizeof(names) / sizeof(names[0]) ? names[b] : "unknown";
 }

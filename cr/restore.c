@@ -364,16 +364,17 @@ static int restore_madv(struct restore_ctx *c, const struct cr_vma *v)
 	for (size_t i = 0; i < sizeof(advs) / sizeof(advs[0]); i++) {
 		if (!(v->madv & advs[i].bit))
 			continue;
-		snprintf(what, sizeof(what), "%s on mapping %#" PRIx64 "-%#" PRIx64,
-			 advs[i].name, v->start, v->end);
+		snprintf(what, sizeof(what), "%s on mapping %#" PRIx64 "-%#" PRIx64, advs[i].name,
+			 v->start, v->end);
 		ret = inj(c, what, NULL, SYS_madvise, v->start, v->end - v->start,
 			  (uint64_t)advs[i].advice, 0, 0, 0);
 		if (ret < 0)
 			return ret;
 	}
 	if (v->madv & CR_VMA_MADV_LOCKONFAULT) {
-		snprintf(what, sizeof(what), "mlock2(MLOCK_ONFAULT) of mapping %#" PRIx64 "-%#" PRIx64,
-			 v->start, v->end);
+		snprintf(what, sizeof(what),
+			 "mlock2(MLOCK_ONFAULT) of mapping %#" PRIx64 "-%#" PRIx64, v->start,
+			 v->end);
 		ret = inj(c, what, NULL, SYS_mlock2, v->start, v->end - v->start, MLOCK_ONFAULT, 0,
 			  0, 0);
 		if (ret < 0)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "cr/error.h"
 #include "cr/image.h"
 
 #define XXH_INLINE_ALL
@@ -103,8 +104,13 @@ static void fill_task(struct cr_task *t)
 				     .size = 8192,
 				     .mtime_ns = 123456789,
 				     .path = strdup("/usr/bin/python3")};
-	t->vmas[1] =
-		(struct cr_vma){.start = 0x602000, .end = 0x623000, .prot = 3, .kind = CR_VMA_ANON};
+	t->vmas[0].madv = CR_VMA_MADV_DONTFORK | CR_VMA_MADV_HUGEPAGE;
+	t->vmas[1] = (struct cr_vma){.start = 0x602000,
+				     .end = 0x623000,
+				     .prot = 3,
+				     .kind = CR_VMA_ANON,
+				     .madv = CR_VMA_MADV_WIPEONFORK | CR_VMA_MADV_DONTDUMP |
+					     CR_VMA_MADV_LOCKED | CR_VMA_MADV_LOCKONFAULT};
 	t->vmas[2] = (struct cr_vma){.start = 0x7ffc00000000,
 				     .end = 0x7ffc00010000,
 				     .prot = 3,
@@ -200,6 +206,8 @@ static void test_round_trip(const struct cr_image *src)
 	CHECK(b->nr_vmas == 4 && b->vmas[0].ino == 42 && b->vmas[0].mtime_ns == 123456789 &&
 	      !strcmp(b->vmas[0].path, "/usr/bin/python3") && b->vmas[1].path == NULL &&
 	      b->vmas[2].flags == CR_VMA_F_GROWSDOWN && b->vmas[3].content_hash == 99);
+	CHECK(b->vmas[0].madv == (CR_VMA_MADV_DONTFORK | CR_VMA_MADV_HUGEPAGE) &&
+	      b->vmas[1].madv == a->vmas[1].madv && b->vmas[2].madv == 0 && b->vmas[3].madv == 0);
 	CHECK(b->nr_runs == 2 && b->pages_total == 5 && b->runs[1].vaddr == 0x7ffc0000e000);
 	CHECK(b->nr_fds == 4 && b->fds[1].pipe_id == 77 && b->fds[1].data_len == 10 &&
 	      !strcmp(b->fds[1].data, "pipe-77.data") && b->fds[2].dup_of == 1 &&
@@ -289,6 +297,103 @@ static void test_validation(struct cr_image *img)
 	CHECK(cr_image_validate_task(t, UINT64_MAX) == -EBADMSG);
 	le32_put(t->siginfos[0].info, 12);
 	CHECK(cr_image_validate_task(t, UINT64_MAX) == 0);
+}
+
+static int encode_mm_with(struct cr_image *img, uint32_t vma, uint32_t madv, uint8_t **ret_buf,
+			  size_t *ret_len)
+{
+	struct cr_task *t = &img->tasks[0];
+	uint32_t old = t->vmas[vma].madv;
+
+	t->vmas[vma].madv = madv;
+	int ret = cr_image_encode(img, t, CR_FILE_MM, ret_buf, ret_len);
+	t->vmas[vma].madv = old;
+	return ret;
+}
+
+/* Offset of the first record of type type in an encoded file, or 0. */
+static size_t find_record(const uint8_t *buf, size_t len, uint32_t type)
+{
+	for (size_t off = 16; off + 8 <= len;) {
+		uint32_t rlen = le32_get(buf + off + 4);
+		if (le32_get(buf + off) == type)
+			return off;
+		off += 8 + ((rlen + 7u) & ~7u);
+	}
+	return 0;
+}
+
+/* Whether an mm.img is refused because of its madvise record (the message says so). */
+static bool refused_for_madv(const uint8_t *buf, size_t len)
+{
+	cr_error_clear();
+	return decode_one(CR_FILE_MM, buf, len) == -EBADMSG && strstr(cr_error_last(), "madvise");
+}
+
+/* The VMA_MADV record: written only for flagged VMAs, strict about bits, combinations, the
+ * VMA it follows and repeats. */
+static void test_madv(struct cr_image *img)
+{
+	struct cr_task *t = &img->tasks[0];
+	uint8_t *buf, *plain;
+	size_t len, plain_len;
+
+	/* Unflagged VMAs cost nothing: 16 bytes (header + 8-byte payload) per flagged VMA. */
+	CHECK(encode_mm_with(img, 2, 0, &buf, &len) == 0);
+	CHECK(encode_mm_with(img, 0, 0, &plain, &plain_len) == 0);
+	CHECK(len == plain_len + 16);
+	CHECK(decode_one(CR_FILE_MM, plain, plain_len) == 0);
+	free(plain);
+	/* A copy of the record right after it (END's record count fixed up): a repeat. */
+	size_t at = find_record(buf, len, 6);
+	CHECK(at != 0);
+	if (at) {
+		uint8_t *dup = malloc(len + 16);
+		memcpy(dup, buf, at + 16);
+		memcpy(dup + at + 16, buf + at, len - at);
+		le32_put(dup + len + 16 - 8, le32_get(dup + len + 16 - 8) + 1);
+		CHECK(refused_for_madv(dup, len + 16));
+		/* The same bytes with the copy's padding word set. */
+		memcpy(dup, buf, len);
+		le32_put(dup + at + 12, 1);
+		CHECK(refused_for_madv(dup, len));
+		/* Moved before the first VMA record: it follows no mapping. */
+		size_t first_vma = find_record(buf, len, 4);
+		memcpy(dup, buf, first_vma);
+		memcpy(dup + first_vma, buf + at, 16);
+		memcpy(dup + first_vma + 16, buf + first_vma, at - first_vma);
+		memcpy(dup + at + 16, buf + at + 16, len - at - 16);
+		CHECK(refused_for_madv(dup, len));
+		free(dup);
+	}
+	free(buf);
+
+	static const struct {
+		uint32_t vma, madv;
+	} bad[] = {
+		{1, 0x100},					    /* unknown bit */
+		{1, CR_VMA_MADV_LOCKONFAULT},			    /* on fault, not locked */
+		{1, CR_VMA_MADV_HUGEPAGE | CR_VMA_MADV_NOHUGEPAGE}, /* both huge page advices */
+		{0, CR_VMA_MADV_WIPEONFORK},			    /* a file mapping */
+		{3, CR_VMA_MADV_DONTDUMP},			    /* [vdso] */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		CHECK(encode_mm_with(img, bad[i].vma, bad[i].madv, &buf, &len) == 0);
+		if (!refused_for_madv(buf, len)) {
+			fprintf(stderr, "madv %#x on vma %u accepted\n", bad[i].madv, bad[i].vma);
+			CHECK(0);
+		}
+		free(buf);
+	}
+	/* Shared anonymous memory cannot be WIPEONFORK either. */
+	t->vmas[1].flags = CR_VMA_F_SHARED;
+	CHECK(cr_image_encode(img, t, CR_FILE_MM, &buf, &len) == 0);
+	CHECK(refused_for_madv(buf, len));
+	free(buf);
+	t->vmas[1].flags = 0;
+	CHECK(cr_image_encode(img, t, CR_FILE_MM, &buf, &len) == 0);
+	CHECK(decode_one(CR_FILE_MM, buf, len) == 0);
+	free(buf);
 }
 
 static void test_directory(const struct cr_image *img)
@@ -387,6 +492,7 @@ int main(void)
 	test_round_trip(img);
 	test_damage(img);
 	test_validation(img);
+	test_madv(img);
 	test_directory(img);
 	test_parent_and_sums(img);
 	cr_image_free(img);

@@ -112,8 +112,9 @@ static int run(const char *path)
 			goto out;
 		double t0 = now();
 		for (size_t i = 0; i < n; i++) {
-			ssize_t r = k == CKPTFS ? compress_page(pages + i * PG, e[k].buf + i * PG, PG)
-						: zstd_page(cc[k], pages + i * PG, e[k].buf + i * PG);
+			ssize_t r = k == CKPTFS
+					    ? compress_page(pages + i * PG, e[k].buf + i * PG, PG)
+					    : zstd_page(cc[k], pages + i * PG, e[k].buf + i * PG);
 			if (r < 0)
 				goto out;
 			e[k].len[i] = (uint32_t)r;
@@ -136,8 +137,9 @@ static int run(const char *path)
 		/* Every page must come back as it was. */
 		for (size_t i = 0; i < n; i++) {
 			const uint8_t *src = pages + i * PG;
-			if (e[k].len[i] && (decompress_page(e[k].buf + i * PG, e[k].len[i], out) < 0 ||
-					    memcmp(out, src, PG) != 0)) {
+			if (e[k].len[i] &&
+			    (decompress_page(e[k].buf + i * PG, e[k].len[i], out) < 0 ||
+			     memcmp(out, src, PG) != 0)) {
 				fprintf(stderr, "codec_bench: %s: page %zu does not round-trip\n",
 					codec_name[k], i);
 				goto out;
