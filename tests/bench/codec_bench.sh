@@ -48,6 +48,7 @@ start_and_dump() {
 	"$ckptfs" dump --pid "$pid" "$tmp/$name" >/dev/null 2>"$tmp/$name.err" ||
 		{ cat "$tmp/$name.err"; return 1; }
 	wait "$pid" 2>/dev/null # ended by the dump
+	unset 'pids[-1]' # reaped: its pid may be another process's by the time cleanup runs
 	return 0
 }
 
