@@ -737,8 +737,10 @@ static int dec_mm_rec(struct cr_task *t, uint32_t type, struct rbuf *r, struct d
 	}
 	case REC_MM_VMA_MADV: {
 		struct cr_vma *v = t->nr_vmas ? &t->vmas[t->nr_vmas - 1] : NULL;
-		if (!v || v->kind >= CR_VMA_VVAR || v->madv)
+		if (!v || v->kind >= CR_VMA_VVAR)
 			return rb_fail(r, "madvise flags record without its mapping record");
+		if (v->madv)
+			return rb_fail(r, "a second madvise flags record for one mapping");
 		uint32_t madv = rb_u32(r);
 		uint32_t zero = rb_u32(r);
 		if (r->err)

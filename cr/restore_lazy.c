@@ -748,8 +748,12 @@ static void *lz_reader(void *arg)
 		pthread_mutex_lock(&srv->lock);
 		s->err = err;
 		s->state = LZ_READY;
+		/* Wake the main thread without the lock: at normal priority it would preempt
+		 * this idle thread and then wait for the lock until this one runs again. */
+		pthread_mutex_unlock(&srv->lock);
 		if (write(srv->efd, &one, sizeof(one)) < 0)
 			log_debug("page server: eventfd: %s", strerror(errno));
+		pthread_mutex_lock(&srv->lock);
 	}
 	pthread_mutex_unlock(&srv->lock);
 	return NULL;

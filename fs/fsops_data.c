@@ -120,7 +120,8 @@ void fsop_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void fsop_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	_cleanup_free_ char *buf = NULL;
-	struct read_prio prio;
+	struct read_prio prio = {.requester = fuse_req_ctx(req)->pid};
+	const struct store_read_hooks hooks = {read_prio_enter, read_prio_leave, &prio};
 	ssize_t n;
 
 	if (off < 0) {
@@ -132,13 +133,12 @@ void fsop_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fu
 		fs_reply_fail(req, -ENOMEM, "read", ino, NULL);
 		return;
 	}
-	read_prio_enter(fuse_req_ctx(req)->pid, &prio);
-	n = store_read(fs_ctx_of(req)->store, ino, buf, size, (uint64_t)off);
-	if (n < 0)
+	n = store_read_hooked(fs_ctx_of(req)->store, ino, buf, size, (uint64_t)off, &hooks);
+	if (n < 0) {
 		fs_reply_fail(req, (int)n, "read", ino, NULL);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
-	read_prio_leave(&prio);
+		return;
+	}
+	fuse_reply_buf(req, buf, (size_t)n);
 }
 
 /* The kernel asks only for SEEK_DATA and SEEK_HOLE; it answers the other kinds itself. */

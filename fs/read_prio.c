@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -24,8 +25,8 @@ struct sched_attr {
 	uint64_t sched_period;
 };
 
-/* Set once by read_prio_init before the workers start, read-only afterwards. */
-static bool prio_usable;
+/* Set by read_prio_init before the workers start; cleared if a worker cannot get back. */
+static atomic_bool prio_usable;
 static struct sched_attr daemon_attr;
 
 static int get_attr(pid_t tid, struct sched_attr *a)
@@ -71,18 +72,20 @@ void read_prio_init(void)
 	if (pthread_create(&t, NULL, probe, &ok) != 0)
 		return;
 	pthread_join(t, NULL);
-	prio_usable = ok;
+	atomic_store(&prio_usable, ok);
 	if (!ok)
 		log_debug("reads are served at the daemon's priority: a thread cannot raise its "
 			  "priority back (no CAP_SYS_NICE)");
 }
 
-void read_prio_enter(pid_t requester, struct read_prio *rp)
+void read_prio_enter(void *arg)
 {
+	struct read_prio *rp = arg;
 	struct sched_attr want;
 
 	rp->lowered = false;
-	if (!prio_usable || requester <= 0 || get_attr(requester, &want) < 0)
+	if (!atomic_load_explicit(&prio_usable, memory_order_relaxed) || rp->requester <= 0 ||
+	    get_attr(rp->requester, &want) < 0)
 		return;
 	if (want.sched_policy == SCHED_IDLE) {
 		if (daemon_attr.sched_policy == SCHED_IDLE)
@@ -97,14 +100,20 @@ void read_prio_enter(pid_t requester, struct read_prio *rp)
 	rp->lowered = set_attr(&want) == 0;
 }
 
-void read_prio_leave(struct read_prio *rp)
+void read_prio_leave(void *arg)
 {
+	struct read_prio *rp = arg;
 	int r;
 
 	if (!rp->lowered)
 		return;
 	r = set_attr(&daemon_attr);
-	if (r < 0)
-		log_warn("a FUSE worker thread could not get its priority back: %s", strerror(-r));
+	if (r < 0) {
+		/* One worker stays lowered; lower no more of them. */
+		atomic_store_explicit(&prio_usable, false, memory_order_relaxed);
+		log_warn("a FUSE worker thread could not get its priority back (%s); reads are "
+			 "served at the daemon's priority from now on",
+			 strerror(-r));
+	}
 	rp->lowered = false;
 }

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 struct read_prio {
+	pid_t requester;
 	bool lowered; /* this thread runs at the requester's priority until read_prio_leave */
 };
 
@@ -21,12 +22,13 @@ struct read_prio {
  * CAP_SYS_NICE, or a high RLIMIT_NICE); if it cannot, requests are served as before. */
 void read_prio_init(void);
 
-/* Lowers the calling thread to the priority of thread requester if that is lower: a
+/* Lowers the calling thread to the priority of thread rp->requester if that is lower: a
  * SCHED_IDLE requester, or one with a higher nice value. Best effort: on any error the read
- * is served at the daemon's priority. */
-void read_prio_enter(pid_t requester, struct read_prio *rp);
+ * is served at the daemon's priority. Used as store_read_hooks (void * is a struct read_prio):
+ * only the decoding runs lowered, never a section holding a store lock. */
+void read_prio_enter(void *rp);
 
 /* Gives the calling thread the daemon's priority back. */
-void read_prio_leave(struct read_prio *rp);
+void read_prio_leave(void *rp);
 
 #endif

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <zstd.h>
@@ -31,6 +32,8 @@
 enum { CCTX_HUF, CCTX_RAW_LIT, NR_CCTX };
 
 static pthread_key_t cctx_key[NR_CCTX], dctx_key;
+/* This libzstd refused raw literals once: do not build a context per page to hear it again. */
+static atomic_bool raw_lit_refused;
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
 
 static void cctx_destroy(void *p)
@@ -58,6 +61,8 @@ static ZSTD_CCtx *thread_cctx(int k)
 
 	pthread_once(&keys_once, keys_init);
 	c = pthread_getspecific(cctx_key[k]);
+	if (!c && k == CCTX_RAW_LIT && atomic_load_explicit(&raw_lit_refused, memory_order_relaxed))
+		return NULL;
 	if (!c) {
 		c = ZSTD_createCCtx();
 		if (!c)
@@ -72,6 +77,7 @@ static ZSTD_CCtx *thread_cctx(int k)
 		    ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_literalCompressionMode,
 							ZSTD_ps_disable))) {
 			ZSTD_freeCCtx(c);
+			atomic_store_explicit(&raw_lit_refused, true, memory_order_relaxed);
 			return NULL;
 		}
 		pthread_setspecific(cctx_key[k], c);

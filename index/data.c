@@ -475,6 +475,12 @@ out:
 
 ssize_t store_read(struct store *s, uint64_t ino, void *buf, size_t size, uint64_t off)
 {
+	return store_read_hooked(s, ino, buf, size, off, NULL);
+}
+
+ssize_t store_read_hooked(struct store *s, uint64_t ino, void *buf, size_t size, uint64_t off,
+			  const struct store_read_hooks *hooks)
+{
 	struct idx_txn *txn = NULL;
 	struct oinode *oi;
 	struct inode in;
@@ -560,7 +566,11 @@ ssize_t store_read(struct store *s, uint64_t ino, void *buf, size_t size, uint64
 			reqs[nreq].dst = c == 0 ? edge[0] : edge[1];
 		nreq++;
 	}
+	if (hooks && nreq)
+		hooks->decode_begin(hooks->arg);
 	r = store_read_chunks(s, txn, ino, reqs, nreq);
+	if (hooks && nreq)
+		hooks->decode_end(hooks->arg);
 	if (r < 0) {
 		if (r == -EBADMSG)
 			r = -EIO;

@@ -143,6 +143,16 @@ int store_release(struct store *s, uint64_t ino, bool write_access);
 /* Reads up to size bytes at off; returns bytes read (short only at EOF). A chunk that fails
  * verification is -EIO (logged with the chunk id and the file's inode). */
 ssize_t store_read(struct store *s, uint64_t ino, void *buf, size_t size, uint64_t off);
+/* Called around the part of a read that reads and decodes stored chunks, where the store holds
+ * no lock another thread could wait for: the FUSE daemon serves a background reader's read
+ * there at that reader's priority, and a starved worker then holds up nobody else. */
+struct store_read_hooks {
+	void (*decode_begin)(void *arg);
+	void (*decode_end)(void *arg);
+	void *arg;
+};
+ssize_t store_read_hooked(struct store *s, uint64_t ino, void *buf, size_t size, uint64_t off,
+			  const struct store_read_hooks *hooks);
 /* lseek(2) SEEK_DATA (want_data) or SEEK_HOLE at chunk granularity: the first offset >= off in
  * data (a chunk with stored or buffered bytes) or in a hole (no chunk: never written, zeros,
  * punched; the end of the file counts as one). -ENXIO if off is at or past the end, or no data

@@ -243,6 +243,19 @@ cr_mount_store() {
 	cr_fail "ckptfs mount -f '$store' '$mnt' did not mount"
 }
 
+# cr_server_pid FILE: the lazy page server's pid, from `restore --lazy --server-pidfile FILE`
+# (written before the process runs on), into $spid; tracked for cleanup.
+cr_server_pid() {
+	local i
+	for ((i = 0; i < 200; i++)); do
+		[ -s "$1" ] && break
+		sleep 0.05
+	done
+	spid=$(tr -d '[:space:]' <"$1" 2>/dev/null)
+	[ -n "$spid" ] || cr_fail "restore --lazy wrote no page server pid to '$1'"
+	cr_track "$spid"
+}
+
 # Unmount MNT and reap the daemon CR_MOUNT_PID started by cr_mount_store.
 cr_unmount_store() {
 	local mnt=$1 i

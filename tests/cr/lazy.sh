@@ -42,18 +42,6 @@ start_prog() {
 	sleep 0.2
 }
 
-# server_pid: the page server's pid from --server-pidfile (written before the process runs on).
-server_pid() {
-	local i
-	for ((i = 0; i < 200; i++)); do
-		[ -s "$spf" ] && break
-		sleep 0.05
-	done
-	spid=$(tr -d '[:space:]' <"$spf" 2>/dev/null)
-	[ -n "$spid" ] || cr_fail "restore --lazy wrote no page server pid to '$spf'"
-	cr_track "$spid"
-}
-
 # server_exits TIMEOUT: the page server must be gone within TIMEOUT seconds.
 server_exits() {
 	cr_wait_gone "$spid" "$1" || cr_fail "the page server $spid did not exit within $1 s"
@@ -82,7 +70,7 @@ restore_lazy_detach() { # DIR
 	cr_track "$pid"
 	[ "$rc" -eq 0 ] || cr_fail "ckptfs restore --lazy --detach '$1' exited $rc"
 	[ "$(tr -d '[:space:]' <"$CR_TMP/restore.pid")" = "$pid" ] || cr_fail "restored under another pid"
-	server_pid
+	cr_server_pid "$spf"
 }
 
 # The process checks all of its memory on SIGTERM and must pass.
@@ -125,7 +113,7 @@ dir-* | mount-*)
 		timeout -k 5 120 "$CKPTFS" restore --lazy --server-pidfile "$spf" "$img" 2>"$err" &
 		rpid=$!
 		cr_track "$rpid"
-		server_pid
+		cr_server_pid "$spf"
 		cr_track "$pid"
 	fi
 	cr_wait_line "$log" '^EARLY done$' 60 "$pid" || cr_fail "the restored process did not finish its early steps"
@@ -169,12 +157,12 @@ corrupt)
 	[ "$rc" -ne 124 ] || cr_fail "the lazy restore through a damaged pack hung"
 	if [ "$rc" -eq 0 ]; then
 		# The process ran: the page server must kill it and leave.
-		server_pid
+		cr_server_pid "$spf"
 		server_killed "restored from a damaged pack"
 	else
 		# The damaged page was needed during the restore itself: nothing may be left.
 		cr_log "the restore itself failed ($rc)"
-		[ -s "$spf" ] && { server_pid; server_exits 30; }
+		[ -s "$spf" ] && { cr_server_pid "$spf"; server_exits 30; }
 		cr_alive "$pid" && cr_fail "the failed lazy restore left pid $pid running"
 	fi
 	cat "$err" >&2

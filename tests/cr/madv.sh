@@ -74,17 +74,6 @@ restore_detach() { # DIR [--lazy]
 	[ "$(tr -d '[:space:]' <"$CR_TMP/restore.pid")" = "$pid" ] || cr_fail "restored under another pid"
 }
 
-server_pid() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ -s "$spf" ] && break
-		sleep 0.05
-	done
-	spid=$(tr -d '[:space:]' <"$spf" 2>/dev/null)
-	[ -n "$spid" ] || cr_fail "restore --lazy wrote no page server pid"
-	cr_track "$spid"
-}
-
 check_passes() {
 	local st
 	kill -TERM "$pid"
@@ -105,7 +94,7 @@ mount-eager | mount-lazy)
 	cr_mount_store "$store" "$mnt" noinit
 	if [ "$case_" = mount-lazy ]; then
 		restore_detach "$mnt/ck" --lazy --server-pidfile "$spf"
-		server_pid
+		cr_server_pid "$spf"
 	else
 		restore_detach "$mnt/ck"
 	fi
@@ -120,7 +109,7 @@ lazy-fork-held)
 	start_wl
 	cr_dump_kill "$pid" "$CR_TMP/img"
 	CKPTFS_LAZY_HOLD_MS=4000 restore_detach "$CR_TMP/img" --lazy --server-pidfile "$spf"
-	server_pid
+	cr_server_pid "$spf"
 	# At once: the workload forks first thing on SIGTERM, while the server holds its reads.
 	kill -TERM "$pid"
 	cr_wait_gone "$pid" 30 TERM || cr_fail "restored process $pid did not finish its checks"
