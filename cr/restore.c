@@ -663,43 +663,71 @@ static void rp_release(struct page_reader *r, uint64_t used)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/*
+ * The saved runs in file order as batches of iovecs into the child: a batch covers the image
+ * bytes [at, at + len), lies inside one span-aligned piece of the image (the unit each way of
+ * filling reads at once) and has at most max entries. The ring and the direct fill both
+ * consume it.
+ */
+struct run_batches {
+	const struct cr_task *t;
+	uint64_t span;
+	int max;
+	uint64_t run, in_run; /* next byte to hand out: offset in_run of run */
+	uint64_t pos;	      /* its image offset */
+};
+
+/* Fills iov with the next batch; returns its entry count, 0 when the runs are done. */
+static int run_batch_next(struct run_batches *b, struct iovec *iov, uint64_t *ret_at,
+			  uint64_t *ret_len)
+{
+	const struct cr_task *t = b->t;
+	uint64_t at = b->pos;
+	int n = 0;
+
+	while (b->run < t->nr_runs && n < b->max) {
+		const struct cr_page_run *run = &t->runs[b->run];
+		uint64_t left = run->nr_pages * CR_PAGE_SIZE - b->in_run;
+		uint64_t seg = MIN(left, b->span - b->pos % b->span);
+
+		iov[n++] = (struct iovec){(void *)(uintptr_t)(run->vaddr + b->in_run), (size_t)seg};
+		b->pos += seg;
+		b->in_run += seg;
+		if (b->in_run == run->nr_pages * CR_PAGE_SIZE) {
+			b->run++;
+			b->in_run = 0;
+		}
+		if (b->pos % b->span == 0)
+			break;
+	}
+	*ret_at = at;
+	*ret_len = b->pos - at;
+	return n;
+}
+
 static int fill_pages(struct restore_ctx *c, struct page_reader *r, const char *path)
 {
-	const struct cr_task *t = c->t;
 	const uint64_t ring = (uint64_t)RP_CHUNK * RP_SLOTS;
+	struct run_batches b = {.t = c->t, .span = RP_CHUNK, .max = RP_IOV_BATCH};
 	struct iovec riov[RP_IOV_BATCH];
-	uint64_t pos = 0, batch_at = 0;
-	int nr = 0, ret;
+	uint64_t at, len;
+	int nr, ret;
 
-	for (uint64_t i = 0; i < t->nr_runs; i++) {
-		uint64_t va = t->runs[i].vaddr, left = t->runs[i].nr_pages * CR_PAGE_SIZE;
-		while (left) {
-			if (pos % RP_CHUNK == 0) {
-				uint64_t at;
+	while ((nr = run_batch_next(&b, riov, &at, &len)) > 0) {
+		uint64_t chunk = at / RP_CHUNK * RP_CHUNK, failed;
 
-				ret = rp_wait(r, MIN(pos + RP_CHUNK, r->total), &at);
-				if (ret < 0) {
-					cr_error("reading '%s' at offset %" PRIu64 ": %s", path, at,
-						 ret == -EBADMSG ? "truncated" : strerror(-ret));
-					return ret;
-				}
-			}
-			size_t seg = (size_t)MIN(left, (uint64_t)(RP_CHUNK - pos % RP_CHUNK));
-			riov[nr++] = (struct iovec){(void *)(uintptr_t)va, seg};
-			pos += seg;
-			va += seg;
-			left -= seg;
-			if (pos % RP_CHUNK == 0 || nr == RP_IOV_BATCH || pos == r->total) {
-				ret = rp_fill(c, r->buf + batch_at % ring, riov, nr,
-					      (size_t)(pos - batch_at));
-				if (ret < 0)
-					return ret;
-				nr = 0;
-				batch_at = pos;
-				if (pos % RP_CHUNK == 0)
-					rp_release(r, pos);
-			}
+		/* The batch lies in one chunk of the ring: wait until all of it is read. */
+		ret = rp_wait(r, MIN(chunk + RP_CHUNK, r->total), &failed);
+		if (ret < 0) {
+			cr_error("reading '%s' at offset %" PRIu64 ": %s", path, failed,
+				 ret == -EBADMSG ? "truncated" : strerror(-ret));
+			return ret;
 		}
+		ret = rp_fill(c, r->buf + at % ring, riov, nr, (size_t)len);
+		if (ret < 0)
+			return ret;
+		if ((at + len) % RP_CHUNK == 0)
+			rp_release(r, at + len);
 	}
 	return 0;
 }
@@ -881,32 +909,17 @@ static int rp_direct_read(struct restore_ctx *c, int cfd, const char *path, cons
 
 static int rp_direct_fill(struct restore_ctx *c, int cfd, const char *path)
 {
-	const struct cr_task *t = c->t;
+	struct run_batches b = {.t = c->t, .span = RP_DIRECT, .max = RP_DIRECT_IOV};
 	struct iovec iov[RP_DIRECT_IOV];
-	uint64_t pos = 0, batch_at = 0;
-	int n = 0, ret;
+	uint64_t at, len;
+	int n, ret;
 
-	for (uint64_t i = 0; i < t->nr_runs; i++) {
-		uint64_t va = t->runs[i].vaddr, left = t->runs[i].nr_pages * CR_PAGE_SIZE;
-
-		while (left) {
-			uint64_t seg = MIN(left, RP_DIRECT - (pos - batch_at));
-
-			iov[n++] = (struct iovec){(void *)(uintptr_t)va, (size_t)seg};
-			pos += seg;
-			va += seg;
-			left -= seg;
-			if (pos - batch_at == RP_DIRECT || n == RP_DIRECT_IOV) {
-				ret = rp_direct_read(c, cfd, path, iov, n, batch_at,
-						     pos - batch_at);
-				if (ret < 0)
-					return ret;
-				n = 0;
-				batch_at = pos;
-			}
-		}
+	while ((n = run_batch_next(&b, iov, &at, &len)) > 0) {
+		ret = rp_direct_read(c, cfd, path, iov, n, at, len);
+		if (ret < 0)
+			return ret;
 	}
-	return n ? rp_direct_read(c, cfd, path, iov, n, batch_at, pos - batch_at) : 0;
+	return 0;
 }
 
 /* The child reads pages.img itself (fd is the restorer's, on a FUSE mount). */
