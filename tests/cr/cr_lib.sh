@@ -243,6 +243,18 @@ cr_mount_store() {
 	cr_fail "ckptfs mount -f '$store' '$mnt' did not mount"
 }
 
+# cr_term_passes PID LOG: SIGTERM makes a self-checking workload check itself and exit; it must
+# end with status 0, print no FAIL line and PASS exactly once in LOG.
+cr_term_passes() {
+	local pid=$1 log=$2 st
+	kill -TERM "$pid"
+	cr_wait_gone "$pid" 30 TERM || cr_fail "restored process $pid did not finish its checks"
+	st=$(cr_reaped_status "$pid")
+	[ "$st" = "exit 0" ] || cr_fail "restored process $pid ended with '$st'"
+	grep -q '^FAIL' "$log" && cr_fail "the restored process reported failures"
+	[ "$(grep -cx PASS "$log")" -eq 1 ] || cr_fail "the restored process did not print PASS once"
+}
+
 # cr_server_pid FILE: the lazy page server's pid, from `restore --lazy --server-pidfile FILE`
 # (written before the process runs on), into $spid; tracked for cleanup.
 cr_server_pid() {
