@@ -112,6 +112,13 @@ struct lz_slot {
 	int err;
 };
 
+/* A process served, held by a pidfd so that the kill on failure never hits a pid reused by
+ * an unrelated process meanwhile (-1 only if the pidfd could not be had: then by number). */
+struct lz_known {
+	pid_t pid;
+	int pidfd;
+};
+
 struct lz_server {
 	const char *path;
 	int fd;
@@ -119,7 +126,7 @@ struct lz_server {
 	uint8_t *buf;	   /* LZ_WINDOW bytes, page aligned (O_DIRECT): fault reads */
 	struct lz_target *tg;
 	size_t nr_tg, cap_tg;
-	pid_t *known; /* every pid served, for the kill on failure */
+	struct lz_known *known; /* every process served, for the kill on failure */
 	size_t nr_known, cap_known;
 	int ctl;
 	uint64_t last_fault_ns; /* CLOCK_MONOTONIC */
@@ -412,20 +419,37 @@ static uint64_t lz_bad_page(struct lz_server *srv, uint64_t off, uint64_t len, i
 	return off;
 }
 
-static void lz_note_pid(struct lz_server *srv, pid_t pid)
+static bool lz_known_has(const struct lz_server *srv, pid_t pid)
 {
 	for (size_t i = 0; i < srv->nr_known; i++)
-		if (srv->known[i] == pid)
-			return;
+		if (srv->known[i].pid == pid)
+			return true;
+	return false;
+}
+
+/* Records pid as served. It must be ours when called (a thread of it waits in a fault, or it
+ * was just found as a child of one of ours and checked again once its pidfd was open). */
+static void lz_note_pid(struct lz_server *srv, pid_t pid, int pidfd)
+{
+	if (lz_known_has(srv, pid)) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return;
+	}
 	if (srv->nr_known == srv->cap_known) {
 		size_t cap = MAX(srv->cap_known * 2, 8);
-		pid_t *n = realloc(srv->known, cap * sizeof(*n));
-		if (!n)
+		struct lz_known *n = realloc(srv->known, cap * sizeof(*n));
+		if (!n) {
+			if (pidfd >= 0)
+				close(pidfd);
 			return;
+		}
 		srv->known = n;
 		srv->cap_known = cap;
 	}
-	srv->known[srv->nr_known++] = pid;
+	if (pidfd < 0)
+		pidfd = pidfd_open(pid, 0);
+	srv->known[srv->nr_known++] = (struct lz_known){pid, pidfd};
 }
 
 /* Parent pid of pid from /proc, or -1. */
@@ -462,19 +486,20 @@ static void lz_find_tree(struct lz_server *srv)
 			break;
 		while ((de = readdir(d))) {
 			pid_t pid = atoi(de->d_name), ppid;
-			bool have = false, parent = false;
+			int pidfd;
 
-			if (pid <= 0 || (ppid = lz_ppid(de->d_name)) <= 0)
+			if (pid <= 0 || (ppid = lz_ppid(de->d_name)) <= 0 ||
+			    !lz_known_has(srv, ppid) || lz_known_has(srv, pid))
 				continue;
-			for (size_t i = 0; i < srv->nr_known; i++) {
-				have |= srv->known[i] == pid;
-				parent |= srv->known[i] == ppid;
+			/* Still that child once the pidfd holds it (not a reused pid)? */
+			pidfd = pidfd_open(pid, 0);
+			if (pidfd < 0 || lz_ppid(de->d_name) != ppid) {
+				if (pidfd >= 0)
+					close(pidfd);
+				continue;
 			}
-			if (parent && !have) {
-				size_t before = srv->nr_known;
-				lz_note_pid(srv, pid);
-				more |= srv->nr_known > before;
-			}
+			lz_note_pid(srv, pid, pidfd);
+			more = true;
 		}
 		closedir(d);
 	}
@@ -493,8 +518,12 @@ static void lz_kill(struct lz_server *srv)
 	for (size_t i = 0; i < srv->nr_tg; i++)
 		if (srv->tg[i].pidfd >= 0)
 			pidfd_send_signal(srv->tg[i].pidfd, SIGKILL, NULL, 0);
-	for (size_t i = 0; i < srv->nr_known; i++)
-		kill(srv->known[i], SIGKILL);
+	for (size_t i = 0; i < srv->nr_known; i++) {
+		if (srv->known[i].pidfd >= 0)
+			pidfd_send_signal(srv->known[i].pidfd, SIGKILL, NULL, 0);
+		else
+			kill(srv->known[i].pid, SIGKILL);
+	}
 }
 
 /* A page cannot be read: the process must not run on with zeros there, nor hang. */
@@ -542,7 +571,7 @@ static int lz_fault(struct lz_server *srv, struct lz_target *tg, const struct uf
 	srv->last_fault_ns = lz_now_ns();
 	if (!tg->pid && m->arg.pagefault.feat.ptid) {
 		tg->pid = (pid_t)m->arg.pagefault.feat.ptid;
-		lz_note_pid(srv, tg->pid);
+		lz_note_pid(srv, tg->pid, -1);
 	}
 	if (si >= 0 && lz_pending(tg, tg->segs[si].page + (va - tg->segs[si].va) / PG)) {
 		const struct lz_seg *s = &tg->segs[si];
@@ -1097,7 +1126,7 @@ static int lz_server_main(struct lz_server *srv, struct lz_target *root)
 	srv->tg[0].id = ++srv->next_id;
 	srv->nr_tg = 1;
 	srv->cap_tg = 4;
-	lz_note_pid(srv, root->pid);
+	lz_note_pid(srv, root->pid, -1);
 	int ret = lz_reader_start(srv);
 	if (ret == 0)
 		ret = lz_serve(srv);
