@@ -256,13 +256,16 @@ static int open_fifo(const char *dir, const struct cr_task *t, uint32_t idx, str
 		 * when a reader exists, and a FIFO nobody held starts empty.
 		 */
 		bool live = false;
+		int probe = -1;
 		if (stat(f->path, &st) == 0 && S_ISFIFO(st.st_mode)) {
-			int probe = open(f->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+			probe = open(f->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 			live = probe >= 0;
-			if (probe >= 0)
-				close(probe);
 		}
 		int keeper = open(f->path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		/* The probe is a writer: closed only now that the keeper is one too, so a reader
+		 * outside that the probe's open let through never sees "no writer left" (EOF). */
+		if (probe >= 0)
+			close(probe);
 		if (keeper < 0 || fstat(keeper, &st) < 0 || !S_ISFIFO(st.st_mode)) {
 			ret = keeper < 0 ? -errno : -ENOTSUP;
 			cr_error("fd %d: cannot reopen FIFO '%s': %s", f->fd, f->path,
