@@ -669,13 +669,33 @@ static void rp_release(struct page_reader *r, uint64_t used)
  * filling reads at once) and has at most max entries. The ring and the direct fill both
  * consume it.
  */
+/* A stretch of pages.img that stores nothing (all-zero pages a ckptfs mount keeps as holes). */
+struct rp_hole {
+	uint64_t start, end;
+};
+
 struct run_batches {
 	const struct cr_task *t;
 	uint64_t span;
 	int max;
 	uint64_t run, in_run; /* next byte to hand out: offset in_run of run */
 	uint64_t pos;	      /* its image offset */
+	/* Optional: holes not to read into runs marked in skip (memory that reads as zeros
+	 * when left unfilled). */
+	const struct rp_hole *holes;
+	size_t nr_holes, hole;
+	const uint8_t *skip;
 };
+
+static void run_batch_advance(struct run_batches *b, uint64_t len)
+{
+	b->pos += len;
+	b->in_run += len;
+	if (b->in_run == b->t->runs[b->run].nr_pages * CR_PAGE_SIZE) {
+		b->run++;
+		b->in_run = 0;
+	}
+}
 
 /* Fills iov with the next batch; returns its entry count, 0 when the runs are done. */
 static int run_batch_next(struct run_batches *b, struct iovec *iov, uint64_t *ret_at,
@@ -690,13 +710,22 @@ static int run_batch_next(struct run_batches *b, struct iovec *iov, uint64_t *re
 		uint64_t left = run->nr_pages * CR_PAGE_SIZE - b->in_run;
 		uint64_t seg = MIN(left, b->span - b->pos % b->span);
 
-		iov[n++] = (struct iovec){(void *)(uintptr_t)(run->vaddr + b->in_run), (size_t)seg};
-		b->pos += seg;
-		b->in_run += seg;
-		if (b->in_run == run->nr_pages * CR_PAGE_SIZE) {
-			b->run++;
-			b->in_run = 0;
+		if (b->skip && b->skip[b->run]) {
+			while (b->hole < b->nr_holes && b->holes[b->hole].end <= b->pos)
+				b->hole++;
+			if (b->hole < b->nr_holes && b->holes[b->hole].start <= b->pos) {
+				/* Not read. A batch is one stretch of the file: end it first. */
+				if (n)
+					break;
+				run_batch_advance(b, MIN(left, b->holes[b->hole].end - b->pos));
+				at = b->pos;
+				continue;
+			}
+			if (b->hole < b->nr_holes)
+				seg = MIN(seg, b->holes[b->hole].start - b->pos);
 		}
+		iov[n++] = (struct iovec){(void *)(uintptr_t)(run->vaddr + b->in_run), (size_t)seg};
+		run_batch_advance(b, seg);
 		if (b->pos % b->span == 0)
 			break;
 	}
@@ -705,17 +734,113 @@ static int run_batch_next(struct run_batches *b, struct iovec *iov, uint64_t *re
 	return n;
 }
 
+/*
+ * Holes of pages.img of about RP_HOLE_MIN or more: a ckptfs mount keeps all-zero pages as
+ * holes (SEEK_DATA reports them), and private anonymous memory reads as zeros when left
+ * unfilled, so the restored process need neither fault those pages in nor hold them (a heap
+ * pre-touched or cleared with zeros). Found by one SEEK_DATA at each RP_HOLE_MIN boundary
+ * (on a mount each is a round trip to the daemon: 256 per GiB of image) plus a few per hole
+ * found to see where it begins: holes reaching RP_HOLE_MIN past a boundary count, so any of
+ * twice that size does. Smaller ones are read like data: walking every hole would cost two
+ * round trips per zero page in an image where they are scattered. A file system without
+ * holes (or SEEK_DATA) gives none; plain directories have them when an image was copied out
+ * of a mount with a hole-aware cp.
+ */
+#define RP_HOLE_MIN   (4u << 20)
+#define RP_HOLE_STEPS 32
+
+static int rp_find_holes(int fd, struct rp_hole **ret, size_t *ret_n)
+{
+	struct stat st;
+	struct rp_hole *h = NULL;
+	size_t n = 0, cap = 0;
+	off_t off = 0, last_data = -1;
+
+	*ret = NULL;
+	*ret_n = 0;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	while (off < st.st_size) {
+		off_t data = lseek(fd, off, SEEK_DATA), start = off;
+
+		if (data < 0 && errno != ENXIO)
+			break; /* no SEEK_DATA here: no holes known */
+		if (data < 0 || data > st.st_size)
+			data = st.st_size; /* nothing but a hole up to the end */
+		if (data - off >= (off_t)RP_HOLE_MIN && last_data >= 0) {
+			/* Where the hole really begins: walk the holes after the data seen last
+			 * (a few steps at most; else the boundary will do). */
+			off_t at = last_data;
+
+			for (int i = 0; i < RP_HOLE_STEPS && at < off; i++) {
+				off_t hs = lseek(fd, at, SEEK_HOLE), next;
+
+				if (hs < 0 || hs >= off)
+					break;
+				next = lseek(fd, hs, SEEK_DATA);
+				if (next < 0 || next >= off) {
+					start = hs;
+					break;
+				}
+				at = next;
+			}
+		}
+		if (data - off >= (off_t)RP_HOLE_MIN) {
+			if (n == cap) {
+				struct rp_hole *g =
+					realloc(h, (cap = cap ? cap * 2 : 16) * sizeof(*h));
+				if (!g) {
+					free(h);
+					return -ENOMEM;
+				}
+				h = g;
+			}
+			h[n++] = (struct rp_hole){(uint64_t)start, (uint64_t)data};
+		}
+		last_data = data;
+		off = (data / RP_HOLE_MIN + 1) * RP_HOLE_MIN;
+	}
+	*ret = h;
+	*ret_n = n;
+	return 0;
+}
+
+/* Sets b up to leave the holes of fd unfilled in private anonymous memory; *ret_holes and
+ * *ret_skip are the caller's to free. */
+static int run_batches_skip_holes(struct run_batches *b, int fd, struct rp_hole **ret_holes,
+				  uint8_t **ret_skip)
+{
+	uint64_t nr_skip = 0;
+	int ret = rp_find_holes(fd, ret_holes, &b->nr_holes);
+
+	if (ret == 0 && b->nr_holes)
+		ret = restore_lazy_plan(b->t, ret_skip, &nr_skip);
+	b->holes = *ret_holes;
+	b->skip = *ret_skip;
+	return ret;
+}
+
 static int fill_pages(struct restore_ctx *c, struct page_reader *r, const char *path)
 {
 	const uint64_t ring = (uint64_t)RP_CHUNK * RP_SLOTS;
 	struct run_batches b = {.t = c->t, .span = RP_CHUNK, .max = RP_IOV_BATCH};
 	struct iovec riov[RP_IOV_BATCH];
-	uint64_t at, len;
+	_cleanup_free_ struct rp_hole *holes = NULL;
+	_cleanup_free_ uint8_t *skip = NULL;
+	uint64_t at, len, released = 0;
 	int nr, ret;
 
+	ret = run_batches_skip_holes(&b, r->fd, &holes, &skip);
+	if (ret < 0)
+		return ret;
 	while ((nr = run_batch_next(&b, riov, &at, &len)) > 0) {
 		uint64_t chunk = at / RP_CHUNK * RP_CHUNK, failed;
 
+		/* Chunks a hole skipped are done with too: the readers need their slots. */
+		if (chunk > released) {
+			rp_release(r, chunk);
+			released = chunk;
+		}
 		/* The batch lies in one chunk of the ring: wait until all of it is read. */
 		ret = rp_wait(r, MIN(chunk + RP_CHUNK, r->total), &failed);
 		if (ret < 0) {
@@ -726,8 +851,10 @@ static int fill_pages(struct restore_ctx *c, struct page_reader *r, const char *
 		ret = rp_fill(c, r->buf + at % ring, riov, nr, (size_t)len);
 		if (ret < 0)
 			return ret;
-		if ((at + len) % RP_CHUNK == 0)
+		if ((at + len) % RP_CHUNK == 0) {
 			rp_release(r, at + len);
+			released = at + len;
+		}
 	}
 	return 0;
 }
@@ -907,13 +1034,18 @@ static int rp_direct_read(struct restore_ctx *c, int cfd, const char *path, cons
 	return err;
 }
 
-static int rp_direct_fill(struct restore_ctx *c, int cfd, const char *path)
+static int rp_direct_fill(struct restore_ctx *c, int fd, int cfd, const char *path)
 {
 	struct run_batches b = {.t = c->t, .span = RP_DIRECT, .max = RP_DIRECT_IOV};
 	struct iovec iov[RP_DIRECT_IOV];
+	_cleanup_free_ struct rp_hole *holes = NULL;
+	_cleanup_free_ uint8_t *skip = NULL;
 	uint64_t at, len;
 	int n, ret;
 
+	ret = run_batches_skip_holes(&b, fd, &holes, &skip);
+	if (ret < 0)
+		return ret;
 	while ((n = run_batch_next(&b, iov, &at, &len)) > 0) {
 		ret = rp_direct_read(c, cfd, path, iov, n, at, len);
 		if (ret < 0)
@@ -939,7 +1071,7 @@ static int rp_direct(struct restore_ctx *c, int fd, const char *path)
 	}
 	ret = rp_protect_filled(c, true);
 	if (ret == 0)
-		ret = rp_direct_fill(c, cfd, path);
+		ret = rp_direct_fill(c, fd, cfd, path);
 	if (ret == 0)
 		ret = rp_protect_filled(c, false);
 	ret2 = inj(c, "close", NULL, SYS_close, (uint64_t)cfd, 0, 0, 0, 0, 0);
