@@ -37,7 +37,8 @@ int main(void)
 	wl_say("ZERO_RESIDENT %zu", resident);
 	if (!wl_all_zero(m + PG, (size_t)ZPAGES * PG))
 		wl_fail("the zero region does not read as zeros");
-	if (wl_find_mismatch(m, PG, 1) >= 0 || wl_find_mismatch(m + (ZPAGES + 1) * (size_t)PG, PG, 2) >= 0)
+	if (wl_find_mismatch(m, PG, 1) >= 0 ||
+	    wl_find_mismatch(m + (ZPAGES + 1) * (size_t)PG, PG, 2) >= 0)
 		wl_fail("a data page around the zero region changed");
 	return wl_finish();
 }
