@@ -669,11 +669,6 @@ static void rp_release(struct page_reader *r, uint64_t used)
  * filling reads at once) and has at most max entries. The ring and the direct fill both
  * consume it.
  */
-/* A stretch of pages.img that stores nothing (all-zero pages a ckptfs mount keeps as holes). */
-struct rp_hole {
-	uint64_t start, end;
-};
-
 struct run_batches {
 	const struct cr_task *t;
 	uint64_t span;
@@ -682,7 +677,7 @@ struct run_batches {
 	uint64_t pos;	      /* its image offset */
 	/* Optional: holes not to read into runs marked in skip (memory that reads as zeros
 	 * when left unfilled). */
-	const struct rp_hole *holes;
+	const struct cr_hole *holes;
 	size_t nr_holes, hole;
 	const uint8_t *skip;
 };
@@ -749,10 +744,10 @@ static int run_batch_next(struct run_batches *b, struct iovec *iov, uint64_t *re
 #define RP_HOLE_MIN   (4u << 20)
 #define RP_HOLE_STEPS 32
 
-static int rp_find_holes(int fd, struct rp_hole **ret, size_t *ret_n)
+int restore_find_holes(int fd, struct cr_hole **ret, size_t *ret_n)
 {
 	struct stat st;
-	struct rp_hole *h = NULL;
+	struct cr_hole *h = NULL;
 	size_t n = 0, cap = 0;
 	off_t off = 0, last_data = -1;
 
@@ -787,7 +782,7 @@ static int rp_find_holes(int fd, struct rp_hole **ret, size_t *ret_n)
 		}
 		if (data - off >= (off_t)RP_HOLE_MIN) {
 			if (n == cap) {
-				struct rp_hole *g =
+				struct cr_hole *g =
 					realloc(h, (cap = cap ? cap * 2 : 16) * sizeof(*h));
 				if (!g) {
 					free(h);
@@ -795,7 +790,7 @@ static int rp_find_holes(int fd, struct rp_hole **ret, size_t *ret_n)
 				}
 				h = g;
 			}
-			h[n++] = (struct rp_hole){(uint64_t)start, (uint64_t)data};
+			h[n++] = (struct cr_hole){(uint64_t)start, (uint64_t)data};
 		}
 		last_data = data;
 		off = (data / RP_HOLE_MIN + 1) * RP_HOLE_MIN;
@@ -807,11 +802,11 @@ static int rp_find_holes(int fd, struct rp_hole **ret, size_t *ret_n)
 
 /* Sets b up to leave the holes of fd unfilled in private anonymous memory; *ret_holes and
  * *ret_skip are the caller's to free. */
-static int run_batches_skip_holes(struct run_batches *b, int fd, struct rp_hole **ret_holes,
+static int run_batches_skip_holes(struct run_batches *b, int fd, struct cr_hole **ret_holes,
 				  uint8_t **ret_skip)
 {
 	uint64_t nr_skip = 0;
-	int ret = rp_find_holes(fd, ret_holes, &b->nr_holes);
+	int ret = restore_find_holes(fd, ret_holes, &b->nr_holes);
 
 	if (ret == 0 && b->nr_holes)
 		ret = restore_lazy_plan(b->t, ret_skip, &nr_skip);
@@ -825,7 +820,7 @@ static int fill_pages(struct restore_ctx *c, struct page_reader *r, const char *
 	const uint64_t ring = (uint64_t)RP_CHUNK * RP_SLOTS;
 	struct run_batches b = {.t = c->t, .span = RP_CHUNK, .max = RP_IOV_BATCH};
 	struct iovec riov[RP_IOV_BATCH];
-	_cleanup_free_ struct rp_hole *holes = NULL;
+	_cleanup_free_ struct cr_hole *holes = NULL;
 	_cleanup_free_ uint8_t *skip = NULL;
 	uint64_t at, len, released = 0;
 	int nr, ret;
@@ -1038,7 +1033,7 @@ static int rp_direct_fill(struct restore_ctx *c, int fd, int cfd, const char *pa
 {
 	struct run_batches b = {.t = c->t, .span = RP_DIRECT, .max = RP_DIRECT_IOV};
 	struct iovec iov[RP_DIRECT_IOV];
-	_cleanup_free_ struct rp_hole *holes = NULL;
+	_cleanup_free_ struct cr_hole *holes = NULL;
 	_cleanup_free_ uint8_t *skip = NULL;
 	uint64_t at, len;
 	int n, ret;

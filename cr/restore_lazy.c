@@ -1273,11 +1273,35 @@ static int lz_check_unpopulated(const struct cr_task *t, const uint8_t *lazy_run
 	return 0;
 }
 
-static int lz_plan_segments(struct lz_server *srv, struct lz_target *root, const struct cr_task *t,
-			    const uint8_t *lazy_runs)
+/* The image's big holes are not pending: private anonymous memory reads zeros unfilled, so
+ * a fault there gets the zero page and the prefetch passes them by (as the eager fill does). */
+static void lz_drop_holes(struct lz_target *root, const struct cr_hole *h, size_t nr_h)
 {
+	for (size_t k = 0; k < root->nr_segs; k++) {
+		struct lz_seg *s = &root->segs[k];
+		uint64_t first = s->page * PG, end = (s->page + s->nr) * PG;
+
+		for (size_t i = 0; i < nr_h; i++) {
+			uint64_t a = MAX(first, h[i].start), b = MIN(end, h[i].end);
+
+			for (uint64_t p = (a + PG - 1) / PG; a < b && p < b / PG; p++)
+				if (root->pending[p / 64] & (1ULL << (p % 64))) {
+					root->pending[p / 64] &= ~(1ULL << (p % 64));
+					root->nr_pending--;
+					s->pending--;
+				}
+		}
+	}
+}
+
+static int lz_plan_segments(struct lz_server *srv, struct lz_target *root, const struct cr_task *t,
+			    const uint8_t *lazy_runs, const char *pages_path)
+{
+	_cleanup_free_ struct cr_hole *holes = NULL;
+	size_t nr_holes = 0;
 	uint64_t page = 0;
 	size_t words = (t->pages_total + 63) / 64;
+	int ret;
 
 	srv->nr_pages = t->pages_total;
 	root->pending = calloc(MAX(words, 1), sizeof(uint64_t));
@@ -1294,6 +1318,16 @@ static int lz_plan_segments(struct lz_server *srv, struct lz_target *root, const
 		root->nr_pending += t->runs[r].nr_pages;
 	}
 	root->cap_segs = t->nr_runs;
+	_cleanup_close_ int fd = open(pages_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		cr_error("image file '%s': %s", pages_path, strerror(errno));
+		return ret;
+	}
+	ret = restore_find_holes(fd, &holes, &nr_holes);
+	if (ret < 0)
+		return ret;
+	lz_drop_holes(root, holes, nr_holes);
 	return 0;
 }
 
@@ -1306,7 +1340,7 @@ int restore_lazy_start(const struct lazy_target *lt, const struct cr_task *t,
 	struct statfs sfs;
 	pid_t spid;
 
-	r = lz_plan_segments(&srv, &root, t, lazy_runs);
+	r = lz_plan_segments(&srv, &root, t, lazy_runs, pages_path);
 	if (r < 0)
 		goto out;
 	if (!root.nr_pending) {

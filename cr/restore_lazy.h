@@ -47,6 +47,15 @@ struct lazy_server {
 	bool lazy; /* there was anything to serve */
 };
 
+/* A stretch of pages.img that stores nothing (all-zero pages a ckptfs mount keeps as holes). */
+struct cr_hole {
+	uint64_t start, end;
+};
+
+/* The holes of about 4 MiB or more of the image file fd, in file order (restore.c: which and
+ * why); none where the file system has no SEEK_DATA. *ret is the caller's to free. */
+int restore_find_holes(int fd, struct cr_hole **ret, size_t *ret_n);
+
 /* Whether pages of VMA v are restored lazily. */
 bool restore_lazy_vma(const struct cr_vma *v);
 

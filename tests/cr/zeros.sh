@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # zeros.sh WL_ZEROS - restore does not fault in private anonymous memory that the image keeps
 # as holes (wl_zeros: 32 MiB written with zeros), which still reads zeros: from a ckptfs mount
-# (the store keeps zero pages as holes, SEEK_HOLE reports them) and from a plain copy made
-# with a hole-aware cp. From a copy that holds the zeros as data (cp --sparse=never) the same
+# (the store keeps zero pages as holes, SEEK_HOLE reports them), eagerly and with --lazy, and
+# from a plain copy made with a hole-aware cp. From a copy that holds the zeros as data (cp --sparse=never) the same
 # process has all of them resident again, which shows the measure tells the cases apart.
 source "$(dirname "$0")/cr_lib.sh"
 
@@ -39,6 +39,24 @@ restored() {
 }
 
 restored "$mnt/ck" '"$n" -eq 0'
+# The same with restore --lazy: the page server counts those pages as never saved (a fault
+# there gets the zero page) and does not prefetch them. Checked once its fill has ended (no
+# mapping registered with the userfaultfd any more).
+restored_lazy() {
+	local i
+	: >"$log"
+	CKPTFS_RESTORE_LAZY=1 cr_restore_detach "$mnt/ck" "$pid"
+	for ((i = 0; i < 300; i++)); do
+		grep -q '^VmFlags:.* um' "/proc/$pid/smaps" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q '^VmFlags:.* um' "/proc/$pid/smaps" 2>/dev/null && cr_fail "the lazy fill did not end in 30 s"
+	cr_term_passes "$pid" "$log"
+	n=$(sed -n 's/^ZERO_RESIDENT //p' "$log")
+	cr_log "restored lazily from the mount: $n of 8192 zero pages resident"
+	[ "$n" = 0 ] || cr_fail "restored lazily from the mount: $n zero pages resident, want 0"
+}
+restored_lazy
 restored "$CR_TMP/sparse" '"$n" -eq 0'
 restored "$CR_TMP/dense" '"$n" -eq 8192'
 cr_unmount_store "$mnt"
