@@ -41,7 +41,9 @@ restored() {
 restored "$mnt/ck" '"$n" -eq 0'
 # The same with restore --lazy: the page server counts those pages as never saved (a fault
 # there gets the zero page) and does not prefetch them. Checked once its fill has ended (no
-# mapping registered with the userfaultfd any more).
+# mapping registered with the userfaultfd any more). The server learns the holes just after
+# the restore's commit; a fault before that (the process touching memory next to the region)
+# is served with a 64 KiB window that may reach into it: at most 2 such windows, 32 pages.
 restored_lazy() {
 	local i
 	: >"$log"
@@ -54,7 +56,8 @@ restored_lazy() {
 	cr_term_passes "$pid" "$log"
 	n=$(sed -n 's/^ZERO_RESIDENT //p' "$log")
 	cr_log "restored lazily from the mount: $n of 8192 zero pages resident"
-	[ "$n" = 0 ] || cr_fail "restored lazily from the mount: $n zero pages resident, want 0"
+	[ -n "$n" ] && [ "$n" -le 32 ] ||
+		cr_fail "restored lazily from the mount: $n zero pages resident, want at most 32"
 }
 restored_lazy
 restored "$CR_TMP/sparse" '"$n" -eq 0'
