@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * util.h - small helpers shared by every module: cleanup attributes, checked arithmetic,
- * little-endian accessors for on-disk fields, and full-length read/write loops.
+ * little-endian accessors for on-disk fields, full-length read/write loops, and closing every fd
+ * but a few (for helper processes that must hold nothing else).
  *
  * Owns nothing at run time; header-only. Thread-safe (no state).
  */
@@ -100,6 +101,25 @@ static inline void le64_put(void *p, uint64_t v)
 #endif
 
 /* Write all of buf at off, retrying short writes and EINTR. Returns 0 or -errno. */
+/* Closes every fd numbered from up except the n in keep (close_range over the gaps; keep in
+ * any order). For a forked helper process that must pin nothing of its parent's. */
+static inline void close_fds_except(const int *keep, size_t n, unsigned int from)
+{
+	for (;;) {
+		unsigned int next = ~0U;
+
+		for (size_t i = 0; i < n; i++)
+			if (keep[i] >= 0 && (unsigned int)keep[i] >= from &&
+			    (unsigned int)keep[i] < next)
+				next = (unsigned int)keep[i];
+		if (next > from)
+			close_range(from, next == ~0U ? ~0U : next - 1, 0);
+		if (next == ~0U)
+			return;
+		from = next + 1;
+	}
+}
+
 static inline int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;

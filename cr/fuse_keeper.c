@@ -195,26 +195,10 @@ static bool is_kept(int fd, const int *keep, uint32_t n)
 	return false;
 }
 
-static int int_cmp(const void *a, const void *b)
-{
-	int x = *(const int *)a, y = *(const int *)b;
-	return (x > y) - (x < y);
-}
-
 /* Closes every fd but keep[0..n); fds 0-2 become /dev/null. */
 static void keeper_close_others(const int *keep, uint32_t n)
 {
-	int sorted[FUSE_KEEPER_MAX_FDS + 2];
-	unsigned int next = 0;
-
-	memcpy(sorted, keep, n * sizeof(int));
-	qsort(sorted, n, sizeof(int), int_cmp);
-	for (uint32_t i = 0; i < n; i++) {
-		if ((unsigned int)sorted[i] > next)
-			close_range(next, (unsigned int)sorted[i] - 1, 0);
-		next = (unsigned int)sorted[i] + 1;
-	}
-	close_range(next, ~0U, 0);
+	close_fds_except(keep, n, 0);
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	for (int fd = 0; fd <= 2 && null >= 0; fd++)
 		if (fd != null && !is_kept(fd, keep, n))

@@ -151,8 +151,8 @@ struct lz_server {
 	struct cr_hole *holes; /* under lock until holes_ready */
 	size_t nr_holes;
 	bool holes_claimed, holes_ready; /* under lock */
-	bool committed;			 /* under lock: the restorer committed */
-	bool holes_applied;		 /* main thread only */
+	bool committed;	    /* the restorer committed: set by the main thread under lock */
+	bool holes_applied; /* main thread only */
 	bool stop;
 	int nr_readers;
 	pthread_t reader[LZ_READERS];
@@ -753,10 +753,45 @@ static void lz_drain(struct lz_server *srv)
 	}
 }
 
+/* Wakes the main thread; called and returns with srv->lock held, but writes without it: at
+ * normal priority the main thread would preempt this idle reader and then wait for the lock
+ * until the reader runs again. */
+static void lz_wake_main(struct lz_server *srv)
+{
+	const uint64_t one = 1;
+
+	pthread_mutex_unlock(&srv->lock);
+	if (write(srv->efd, &one, sizeof(one)) < 0)
+		log_debug("page server: eventfd: %s", strerror(errno));
+	pthread_mutex_lock(&srv->lock);
+}
+
+/* The first reader to get here finds the image's holes for the main thread (lz_apply_holes),
+ * once the restore has committed: before that, the restorer's own reads would queue behind
+ * these requests in a FUSE daemon. Under srv->lock. */
+static void lz_reader_find_holes(struct lz_server *srv)
+{
+	struct cr_hole *holes = NULL;
+	size_t n = 0;
+
+	while (!srv->committed && !srv->stop)
+		pthread_cond_wait(&srv->cond, &srv->lock);
+	if (srv->holes_claimed || srv->stop)
+		return;
+	srv->holes_claimed = true;
+	pthread_mutex_unlock(&srv->lock);
+	if (restore_find_holes(srv->fd, &holes, &n) < 0)
+		n = 0; /* then every page is read, as without holes */
+	pthread_mutex_lock(&srv->lock);
+	srv->holes = holes;
+	srv->nr_holes = n;
+	srv->holes_ready = true;
+	lz_wake_main(srv);
+}
+
 static void *lz_reader(void *arg)
 {
 	struct lz_server *srv = arg;
-	const uint64_t one = 1;
 	const struct sched_param idle = {0};
 
 	/* Background reads use only CPU nobody else wants: the restored process must not wait
@@ -767,27 +802,7 @@ static void *lz_reader(void *arg)
 		log_debug("page server: background reads at normal priority (SCHED_IDLE refused)");
 
 	pthread_mutex_lock(&srv->lock);
-	/* Like the background reads, after the restore's commit: before it, the restorer's own
-	 * reads would queue behind these requests in a FUSE daemon. */
-	while (!srv->committed && !srv->stop)
-		pthread_cond_wait(&srv->cond, &srv->lock);
-	if (!srv->holes_claimed && !srv->stop) {
-		struct cr_hole *holes = NULL;
-		size_t n = 0;
-
-		srv->holes_claimed = true;
-		pthread_mutex_unlock(&srv->lock);
-		if (restore_find_holes(srv->fd, &holes, &n) < 0)
-			n = 0; /* then every page is read, as without holes */
-		pthread_mutex_lock(&srv->lock);
-		srv->holes = holes;
-		srv->nr_holes = n;
-		srv->holes_ready = true;
-		pthread_mutex_unlock(&srv->lock);
-		if (write(srv->efd, &one, sizeof(one)) < 0)
-			log_debug("page server: eventfd: %s", strerror(errno));
-		pthread_mutex_lock(&srv->lock);
-	}
+	lz_reader_find_holes(srv);
 	while (!srv->stop) {
 		struct lz_slot *s = NULL;
 
@@ -805,12 +820,7 @@ static void *lz_reader(void *arg)
 		pthread_mutex_lock(&srv->lock);
 		s->err = err;
 		s->state = LZ_READY;
-		/* Wake the main thread without the lock: at normal priority it would preempt
-		 * this idle thread and then wait for the lock until this one runs again. */
-		pthread_mutex_unlock(&srv->lock);
-		if (write(srv->efd, &one, sizeof(one)) < 0)
-			log_debug("page server: eventfd: %s", strerror(errno));
-		pthread_mutex_lock(&srv->lock);
+		lz_wake_main(srv);
 	}
 	pthread_mutex_unlock(&srv->lock);
 	return NULL;
@@ -1004,14 +1014,28 @@ static void lz_drop_holes(struct lz_target *tg, const struct cr_hole *h, size_t 
 	}
 }
 
+/* Once a reader has found the holes: no target keeps them pending. */
+static void lz_apply_holes(struct lz_server *srv)
+{
+	if (srv->holes_applied)
+		return;
+	pthread_mutex_lock(&srv->lock);
+	if (srv->holes_ready) {
+		for (size_t i = 0; i < srv->nr_tg; i++)
+			lz_drop_holes(&srv->tg[i], srv->holes, srv->nr_holes);
+		srv->holes_applied = true;
+	}
+	pthread_mutex_unlock(&srv->lock);
+}
+
 static int lz_serve(struct lz_server *srv)
 {
-	bool committed = false;
+	/* srv->committed: written only here (under the lock, for the readers). */
 	int ret = 0;
 
 	/* Done or not, it waits for the restorer's word: a pid file names a live server, and
 	 * a failed restore still counts as failed. */
-	while (srv->nr_tg || !committed) {
+	while (srv->nr_tg || !srv->committed) {
 		struct pollfd pfd[2 + 2 * srv->nr_tg];
 		size_t np = 0;
 		bool any = false;
@@ -1024,18 +1048,18 @@ static int lz_serve(struct lz_server *srv)
 		uint64_t now = lz_now_ns(), since = now - srv->last_fault_ns;
 		bool quiet = since >= LZ_QUIET_NS, held = now < srv->hold_until_ns;
 		/* ... and once the holes are known, so that none is prefetched. */
-		if (committed && !srv->fail_fork && !held && srv->holes_applied)
+		if (srv->committed && !srv->fail_fork && !held && srv->holes_applied)
 			lz_queue(srv, quiet ? LZ_SLOTS : 1);
 		struct lz_slot *ready = lz_ready(srv);
 		int timeout = -1;
 		if (ready)
 			timeout = 0;
-		else if (committed && held)
+		else if (srv->committed && held)
 			timeout = (int)((srv->hold_until_ns - now) / 1000000) + 1;
-		else if (committed && !quiet)
+		else if (srv->committed && !quiet)
 			timeout = (int)((LZ_QUIET_NS - since) / 1000000) + 1;
 		pfd[np++] = (struct pollfd){srv->efd, POLLIN, 0};
-		if (!committed)
+		if (!srv->committed)
 			pfd[np++] = (struct pollfd){srv->ctl, POLLIN, 0};
 		for (size_t i = 0; i < srv->nr_tg; i++) {
 			pfd[np++] = (struct pollfd){srv->tg[i].uffd, POLLIN, 0};
@@ -1051,23 +1075,14 @@ static int lz_serve(struct lz_server *srv)
 		size_t k = 0;
 		if (pfd[k++].revents && read(srv->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 			return -errno;
-		if (!srv->holes_applied) {
-			pthread_mutex_lock(&srv->lock);
-			if (srv->holes_ready) {
-				for (size_t i = 0; i < srv->nr_tg; i++)
-					lz_drop_holes(&srv->tg[i], srv->holes, srv->nr_holes);
-				srv->holes_applied = true;
-			}
-			pthread_mutex_unlock(&srv->lock);
-		}
-		if (!committed) {
+		lz_apply_holes(srv);
+		if (!srv->committed) {
 			char b = 0;
 			if (pfd[k++].revents && (read(srv->ctl, &b, 1) != 1 || b != 'C')) {
 				log_debug("page server: the restore failed; leaving");
 				return -ECANCELED;
 			}
-			committed = b == 'C';
-			if (committed) {
+			if (b == 'C') {
 				srv->hold_until_ns = lz_now_ns() + srv->hold_ns;
 				pthread_mutex_lock(&srv->lock);
 				srv->committed = true;
@@ -1105,17 +1120,7 @@ static void lz_close_others(const int *keep, int n)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	for (unsigned int from = 3;;) {
-		unsigned int next = ~0U;
-		for (int i = 0; i < n; i++)
-			if (keep[i] >= (int)from && (unsigned int)keep[i] < next)
-				next = (unsigned int)keep[i];
-		if (next > from)
-			syscall(SYS_close_range, from, next == ~0U ? ~0U : next - 1, 0);
-		if (next == ~0U)
-			break;
-		from = next + 1;
-	}
+	close_fds_except(keep, (size_t)n, 3);
 }
 
 static int lz_reader_start(struct lz_server *srv)
